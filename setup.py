@@ -129,6 +129,11 @@ setup(
         "console_scripts": [
             "softpool-bench=softpool_video.bench.cli:main",
             "softpool-demo=softpool_video.demo:main",
+            "softpool-synth=softpool_video.data.synthetic:main",
+            "softpool-train=softpool_video.train.cli:train_main",
+            "softpool-eval=softpool_video.train.cli:eval_main",
+            "softpool-predict=softpool_video.predict.cli:main",
+            "softpool-visualize=softpool_video.visualize.cli:main",
         ],
     },
     ext_modules=_extensions(),

@@ -22,8 +22,28 @@ from softpool_video.ops import (
 
 __version__ = "0.1.0"
 
+# Toolkit entry points, imported on first use so `import softpool_video` stays light.
+_LAZY = {
+    "swap_pooling": "softpool_video.models",
+    "build_model": "softpool_video.models",
+    "load_pretrained": "softpool_video.models",
+    "Predictor": "softpool_video.predict",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'softpool_video' has no attribute {name!r}")
+
 __all__ = [
     "AdaptiveSoftPool1d",
+    "Predictor",
+    "build_model",
+    "load_pretrained",
+    "swap_pooling",
     "AdaptiveSoftPool2d",
     "AdaptiveSoftPool3d",
     "SoftPool1d",

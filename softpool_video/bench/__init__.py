@@ -1,0 +1,1 @@
+"""Benchmarks (`softpool-bench SUBCOMMAND`): each prints ratios measured side by side in one run."""
