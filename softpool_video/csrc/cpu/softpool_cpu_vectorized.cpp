@@ -1,0 +1,605 @@
+// Vectorised CPU fast path; see softpool_cpu_vectorized.h for the design.
+#include "softpool_cpu_vectorized.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace softpool_video::vectorized {
+
+void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
+void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
+
+namespace {
+
+// Function multi-versioning: the loops below are compiled for AVX-512, AVX2+FMA and baseline
+// x86-64, and the best one is picked when the library loads.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SOFTPOOL_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SOFTPOOL_MULTIVERSION
+#endif
+
+inline float bits_to_float(uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+inline uint32_t float_to_bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+// exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise.
+// Cody-Waite range reduction and the Cephes expf polynomial: about 1 ulp on [-87, 0]. Arguments
+// below -87.3 are clamped to 2^-126 (negligible next to the window max's weight of 1); -inf inputs
+// give a tiny weight times -inf = non-finite result, which sends the window to the scalar body.
+inline float exp_nonpositive(float x) {
+  x = x < -87.33f ? -87.33f : x;  // NaN compares false and propagates
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const uint32_t scale = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  return p * bits_to_float(scale);
+}
+
+// log(x) for finite x >= 1 (the normaliser of a window is at least the max's weight, 1).
+// Cephes logf: mantissa in [sqrt(1/2), sqrt(2)), polynomial in f = m - 1.
+inline float log_at_least_one(float x) {
+  const uint32_t bits = float_to_bits(x);
+  float exponent = static_cast<float>(static_cast<int32_t>(bits >> 23) - 126);
+  float m = bits_to_float((bits & 0x007FFFFFu) | 0x3F000000u);  // in [0.5, 1)
+  const bool small = m < 0.707106781186547524f;
+  exponent = small ? exponent - 1.0f : exponent;
+  const float f = small ? m + m - 1.0f : m - 1.0f;
+  const float z = f * f;
+  float y = 7.0376836292e-2f;
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y += exponent * -2.12194440e-4f;
+  y += -0.5f * z;
+  return f + y + exponent * 0.693359375f;
+}
+
+template <typename scalar_t>
+inline float to_float(scalar_t v) {
+  return static_cast<float>(v);
+}
+
+template <typename scalar_t>
+inline void gather_lanes(float* dst, const scalar_t* src, int64_t n, int64_t step) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    gather_strided(dst, src, n, step);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(src[j * step]);
+  }
+}
+
+inline bool finite(float v) { return std::isfinite(v); }
+
+// Geometry of the "interior" outputs along W: windows whose every tap lies inside the input.
+struct Interior {
+  int64_t begin, end;
+};
+
+inline Interior interior_along_w(const Geometry& g) {
+  const int64_t s = g.stride[2], p = g.padding[2], reach = (g.kernel[2] - 1) * g.dilation[2];
+  const int64_t begin = ceil_div(p, s);
+  int64_t end = floor_div(g.input_size[2] - 1 + p - reach, s) + 1;
+  end = std::min(end, g.output_size[2]);
+  return {std::min(begin, end), std::max(end, std::min(begin, end))};
+}
+
+inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1] * g.kernel[2]; }
+
+}  // namespace
+
+SOFTPOOL_MULTIVERSION
+void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* y,
+                   float* log_normalizer) {
+  float max_x[kLanes], numerator[kLanes], denominator[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) {
+    max_x[j] = taps[j];
+    numerator[j] = 0.0f;
+    denominator[j] = 0.0f;
+  }
+  for (int64_t k = 1; k < num_taps; ++k) {
+    const float* row = taps + k * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) max_x[j] = row[j] > max_x[j] ? row[j] : max_x[j];
+  }
+  for (int64_t k = 0; k < num_taps; ++k) {
+    const float* row = taps + k * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float weight = exp_nonpositive((row[j] - max_x[j]) * inv_temperature);
+      denominator[j] += weight;
+      numerator[j] += weight * row[j];
+    }
+  }
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    y[j] = numerator[j] / denominator[j];
+    log_normalizer[j] = max_x[j] * inv_temperature + log_at_least_one(denominator[j]);
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
+                    const float* log_normalizer, const float* grad_y, float inv_temperature, float* coefficients) {
+  (void)num_lanes;  // lanes past num_lanes hold stale values and are never scattered
+  for (int64_t k = 0; k < num_taps; ++k) {
+    const float* row = taps + k * kLanes;
+    float* out = coefficients + k * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float x = row[j];
+      const float weight = exp_nonpositive(x * inv_temperature - log_normalizer[j]);
+      const float value = grad_y[j] * weight * (1.0f + (x - y[j]) * inv_temperature);
+      out[j] = x == -INFINITY ? 0.0f : value;  // as window_gradient: -inf inputs receive 0
+    }
+  }
+}
+
+// dst[j] = src[j * step] and dst[j * step] += src[j] for j < n. Constant strides 1 and 2 (the common
+// pooling strides along W) get their own loops so the compiler can vectorise the strided access.
+SOFTPOOL_MULTIVERSION
+void gather_strided(float* dst, const float* src, int64_t n, int64_t step) {
+  if (step == 1) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  } else if (step == 2) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[2 * j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j * step];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step) {
+  if (step == 1) {
+    for (int64_t j = 0; j < n; ++j) dst[j] += src[j];
+  } else if (step == 2) {
+    for (int64_t j = 0; j < n; ++j) dst[2 * j] += src[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j * step] += src[j];
+  }
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Contiguous (NCTHW) output: lanes are consecutive outputs along W.
+
+template <typename scalar_t>
+void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat, const Geometry& g,
+                  float inv_t) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  float* lse_out = stat.mutable_data_ptr<float>();
+  const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
+  const int64_t in_n = input.stride(0), in_c = input.stride(1);
+  const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t rows = output.size(0) * C * OT * OH;
+  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * kernel_taps(g)));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
+    float y[kLanes], lse[kLanes];
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % C, n = row / (OH * OT * C);
+      const scalar_t* plane = in + n * in_n + c * in_c;
+      scalar_t* out_row = out + row * OW;  // output and stat are contiguous NCTHW
+      float* lse_row = lse_out + row * OW;
+      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
+      auto scalar_lane = [&](int64_t ow) {
+        float value, log_normalizer;
+        forward_window<float>(plane, in_s, st, sh, window_span(g, 2, ow), inv_t, &value, &log_normalizer);
+        out_row[ow] = static_cast<scalar_t>(value);
+        lse_row[ow] = log_normalizer;
+      };
+      const bool regular = st.count > 0 && sh.count > 0;
+      const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
+      for (int64_t ow = 0; ow < lo; ++ow) scalar_lane(ow);
+      for (int64_t ow = hi; ow < OW; ++ow) scalar_lane(ow);
+      const int64_t step = g.stride[2] * in_s.w;
+      for (int64_t ow0 = lo; ow0 < hi; ow0 += kLanes) {
+        const int64_t lanes = std::min(kLanes, hi - ow0);
+        int64_t k = 0;
+        for (int64_t a = 0; a < st.count; ++a) {
+          for (int64_t b = 0; b < sh.count; ++b) {
+            const scalar_t* src_row = plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+            for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+              const scalar_t* src = src_row + (ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2]) * in_s.w;
+              gather_lanes(taps.data() + k * kLanes, src, lanes, step);
+            }
+          }
+        }
+        lanes_forward(taps.data(), k, lanes, inv_t, y, lse);
+        for (int64_t j = 0; j < lanes; ++j) {
+          if (finite(y[j]) && finite(lse[j])) {
+            out_row[ow0 + j] = static_cast<scalar_t>(y[j]);
+            lse_row[ow0 + j] = lse[j];
+          } else {
+            scalar_lane(ow0 + j);
+          }
+        }
+      }
+    }
+  });
+}
+
+// The per-tap scatter of one window through the shared window_gradient: used for edge, adaptive
+// and non-finite windows. `acc` is the (T, H, W) accumulator of the window's plane with strides acc_s.
+template <typename scalar_t>
+inline void scatter_window_scalar(const scalar_t* plane, Strides3 in_s, Span st, Span sh, Span sw, float y,
+                                  float lse, float grad_y, float inv_t, float* acc, Strides3 acc_s) {
+  for (int64_t a = 0; a < st.count; ++a) {
+    const int64_t t = st.first + a * st.step;
+    for (int64_t b = 0; b < sh.count; ++b) {
+      const int64_t h = sh.first + b * sh.step;
+      for (int64_t c = 0; c < sw.count; ++c) {
+        const int64_t w = sw.first + c * sw.step;
+        const float x = to_float(plane[t * in_s.t + h * in_s.h + w * in_s.w]);
+        acc[t * acc_s.t + h * acc_s.h + w * acc_s.w] += window_gradient(x, y, lse, grad_y, inv_t);
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
+                   const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, float inv_t) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* out = output.const_data_ptr<scalar_t>();
+  const float* lse_all = stat.const_data_ptr<float>();
+  scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
+  const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
+  const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
+  const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const Strides3 acc_s = {H * W, W, 1};  // grad_input is allocated contiguous NCTHW
+  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
+  const int64_t planes = input.size(0) * C;
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
+    std::vector<float> coefficients(taps.size());
+    std::vector<float> scratch(std::is_same_v<scalar_t, float> ? 0 : static_cast<size_t>(T * H * W));
+    float y[kLanes], lse[kLanes], gy[kLanes];
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / C, c = p % C;
+      const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
+      float* acc = scratch.empty() ? reinterpret_cast<float*>(grad_in + p * T * H * W) : scratch.data();
+      std::fill(acc, acc + T * H * W, 0.0f);
+      for (int64_t ot = 0; ot < OT; ++ot) {
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
+          // output, stat share the contiguous layout; grad_output may be any strided view
+          const int64_t row = (p * OT + ot) * OH + oh;
+          const scalar_t* grad_row = grad + n * grad_output.stride(0) + c * grad_output.stride(1) +
+                                     ot * grad_output.stride(2) + oh * grad_output.stride(3);
+          const int64_t grad_w = grad_output.stride(4);
+          auto scalar_lane = [&](int64_t ow) {
+            scatter_window_scalar(plane, in_s, st, sh, window_span(g, 2, ow), to_float(out[row * OW + ow]),
+                                  lse_all[row * OW + ow], to_float(grad_row[ow * grad_w]), inv_t, acc, acc_s);
+          };
+          const bool regular = st.count > 0 && sh.count > 0;
+          const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
+          for (int64_t ow = 0; ow < lo; ++ow) scalar_lane(ow);
+          for (int64_t ow = hi; ow < OW; ++ow) scalar_lane(ow);
+          const int64_t step = g.stride[2] * in_s.w;
+          for (int64_t ow0 = lo; ow0 < hi; ow0 += kLanes) {
+            const int64_t lanes = std::min(kLanes, hi - ow0);
+            for (int64_t j = 0; j < lanes; ++j) {
+              y[j] = to_float(out[row * OW + ow0 + j]);
+              lse[j] = lse_all[row * OW + ow0 + j];
+              gy[j] = to_float(grad_row[(ow0 + j) * grad_w]);
+            }
+            for (int64_t j = lanes; j < kLanes; ++j) y[j] = lse[j] = gy[j] = 0.0f;
+            int64_t k = 0;
+            for (int64_t a = 0; a < st.count; ++a) {
+              for (int64_t b = 0; b < sh.count; ++b) {
+                const scalar_t* src_row =
+                    plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                  const scalar_t* src = src_row + (ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2]) * in_s.w;
+                  float* dst = taps.data() + k * kLanes;
+                  gather_lanes(dst, src, lanes, step);
+                  for (int64_t j = lanes; j < kLanes; ++j) dst[j] = 0.0f;
+                }
+              }
+            }
+            lanes_backward(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
+            for (int64_t j = 0; j < lanes; ++j) {
+              if (!(finite(y[j]) && finite(lse[j]))) {
+                for (int64_t kk = 0; kk < k; ++kk) {
+                  coefficients[kk * kLanes + j] =
+                      window_gradient(taps[kk * kLanes + j], y[j], lse[j], gy[j], inv_t);
+                }
+              }
+            }
+            k = 0;
+            for (int64_t a = 0; a < st.count; ++a) {
+              for (int64_t b = 0; b < sh.count; ++b) {
+                float* dst_row = acc + (st.first + a * st.step) * acc_s.t + (sh.first + b * sh.step) * acc_s.h;
+                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                  scatter_add_strided(dst_row + ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2],
+                                      coefficients.data() + k * kLanes, lanes, g.stride[2]);
+                }
+              }
+            }
+          }
+        }
+      }
+      if (!scratch.empty()) {
+        scalar_t* dst = grad_in + p * T * H * W;
+        for (int64_t i = 0; i < T * H * W; ++i) dst[i] = static_cast<scalar_t>(scratch[i]);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel lanes: all channels of an output position share its window, so any geometry (edges,
+// adaptive) is regular across channels. Used for channels_last_3d inputs (channel stride 1) and for
+// contiguous inputs whose rows are too short for row lanes (e.g. head pools with a 1x1 output).
+
+struct Strides5 {
+  int64_t n, c, t, h, w;
+};
+
+inline Strides5 strides5(const at::Tensor& t) {
+  return {t.stride(0), t.stride(1), t.stride(2), t.stride(3), t.stride(4)};
+}
+
+template <typename scalar_t>
+void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat,
+                           const Geometry& g, float inv_t, int64_t max_taps) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  float* lse_out = stat.mutable_data_ptr<float>();
+  const Strides5 is = strides5(input), os = strides5(output);
+  const Strides3 in_s = {is.t, is.h, is.w};
+  const int64_t C = input.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t positions = input.size(0) * OT * OH * OW;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, C * max_taps));
+  at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
+    float y[kLanes], lse[kLanes];
+    for (int64_t pos = begin; pos < end; ++pos) {
+      const int64_t ow = pos % OW, oh = (pos / OW) % OH, ot = (pos / (OW * OH)) % OT, n = pos / (OW * OH * OT);
+      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+      const int64_t out_offset = n * os.n + ot * os.t + oh * os.h + ow * os.w;
+      const int64_t num_taps = st.count * sh.count * sw.count;
+      for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
+        const int64_t lanes = std::min(kLanes, C - c0);
+        auto scalar_lane = [&](int64_t j) {
+          float value, log_normalizer;
+          forward_window<float>(in + n * is.n + (c0 + j) * is.c, in_s, st, sh, sw, inv_t, &value, &log_normalizer);
+          out[out_offset + (c0 + j) * os.c] = static_cast<scalar_t>(value);
+          lse_out[out_offset + (c0 + j) * os.c] = log_normalizer;
+        };
+        if (num_taps == 0) {  // empty window (dilation): -inf, as the scalar body defines it
+          for (int64_t j = 0; j < lanes; ++j) scalar_lane(j);
+          continue;
+        }
+        int64_t k = 0;
+        for (int64_t a = 0; a < st.count; ++a) {
+          for (int64_t b = 0; b < sh.count; ++b) {
+            for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
+              const scalar_t* src = in + n * is.n + (st.first + a * st.step) * is.t +
+                                    (sh.first + b * sh.step) * is.h + (sw.first + cw * sw.step) * is.w + c0 * is.c;
+              gather_lanes(taps.data() + k * kLanes, src, lanes, is.c);
+            }
+          }
+        }
+        lanes_forward(taps.data(), k, lanes, inv_t, y, lse);
+        for (int64_t j = 0; j < lanes; ++j) {
+          if (finite(y[j]) && finite(lse[j])) {
+            out[out_offset + (c0 + j) * os.c] = static_cast<scalar_t>(y[j]);
+            lse_out[out_offset + (c0 + j) * os.c] = lse[j];
+          } else {
+            scalar_lane(j);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
+                            const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, float inv_t,
+                            int64_t max_taps) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* out = output.const_data_ptr<scalar_t>();
+  const float* lse_all = stat.const_data_ptr<float>();
+  scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
+  const Strides5 is = strides5(input), os = strides5(output), gis = strides5(grad_input);
+  const int64_t grad_c = grad_output.stride(1);
+  const Strides3 in_s = {is.t, is.h, is.w};
+  const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
+  const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t blocks_per_sample = (C + kLanes - 1) / kLanes;
+  // Each task owns the channel block [c0, c0 + kLanes) of one sample and accumulates into a float
+  // (T, H, W, lanes) buffer, then writes it out: no two tasks touch the same gradient element.
+  at::parallel_for(0, input.size(0) * blocks_per_sample, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
+    std::vector<float> coefficients(taps.size());
+    std::vector<float> acc(static_cast<size_t>(T * H * W * kLanes));
+    const Strides3 acc_s = {H * W * kLanes, W * kLanes, kLanes};
+    float y[kLanes], lse[kLanes], gy[kLanes];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks_per_sample, c0 = (task % blocks_per_sample) * kLanes;
+      const int64_t lanes = std::min(kLanes, C - c0);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t ot = 0; ot < OT; ++ot) {
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+            const int64_t num_taps = st.count * sh.count * sw.count;
+            if (num_taps == 0) continue;
+            const int64_t o = n * os.n + ot * os.t + oh * os.h + ow * os.w + c0 * os.c;
+            const scalar_t* g_ptr = grad + n * grad_output.stride(0) + ot * grad_output.stride(2) +
+                                    oh * grad_output.stride(3) + ow * grad_output.stride(4) + c0 * grad_c;
+            for (int64_t j = 0; j < kLanes; ++j) {
+              const bool used = j < lanes;
+              y[j] = used ? to_float(out[o + j * os.c]) : 0.0f;
+              lse[j] = used ? lse_all[o + j * os.c] : 0.0f;
+              gy[j] = used ? to_float(g_ptr[j * grad_c]) : 0.0f;
+            }
+            int64_t k = 0;
+            for (int64_t a = 0; a < st.count; ++a) {
+              for (int64_t b = 0; b < sh.count; ++b) {
+                for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
+                  const scalar_t* src = in + n * is.n + (st.first + a * st.step) * is.t +
+                                        (sh.first + b * sh.step) * is.h + (sw.first + cw * sw.step) * is.w +
+                                        c0 * is.c;
+                  float* dst = taps.data() + k * kLanes;
+                  gather_lanes(dst, src, lanes, is.c);
+                  for (int64_t j = lanes; j < kLanes; ++j) dst[j] = 0.0f;
+                }
+              }
+            }
+            lanes_backward(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
+            for (int64_t j = 0; j < lanes; ++j) {
+              if (!(finite(y[j]) && finite(lse[j]))) {
+                for (int64_t kk = 0; kk < k; ++kk) {
+                  coefficients[kk * kLanes + j] =
+                      window_gradient(taps[kk * kLanes + j], y[j], lse[j], gy[j], inv_t);
+                }
+              }
+            }
+            k = 0;
+            for (int64_t a = 0; a < st.count; ++a) {
+              for (int64_t b = 0; b < sh.count; ++b) {
+                for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
+                  float* dst = acc.data() + (st.first + a * st.step) * acc_s.t + (sh.first + b * sh.step) * acc_s.h +
+                               (sw.first + cw * sw.step) * acc_s.w;
+                  const float* src = coefficients.data() + k * kLanes;
+                  for (int64_t j = 0; j < kLanes; ++j) dst[j] += src[j];
+                }
+              }
+            }
+          }
+        }
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+          for (int64_t w = 0; w < W; ++w) {
+            scalar_t* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0 * gis.c;
+            const float* src = acc.data() + t * acc_s.t + h * acc_s.h + w * acc_s.w;
+            for (int64_t j = 0; j < lanes; ++j) dst[j * gis.c] = static_cast<scalar_t>(src[j]);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+constexpr bool handled_dtype() {
+  return std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, c10::Half> ||
+         std::is_same_v<scalar_t, c10::BFloat16>;
+}
+
+}  // namespace
+
+// Taps of the largest window (adaptive windows span at most ceil(in / out) + 1 positions per dim).
+inline int64_t max_window_taps(const Geometry& g) {
+  int64_t taps = 1;
+  for (int d = 0; d < kPoolDims; ++d) {
+    taps *= g.adaptive ? (g.input_size[d] + g.output_size[d] - 1) / g.output_size[d] + 1 : g.kernel[d];
+  }
+  return taps;
+}
+
+// Row lanes need enough interior outputs along W to fill the vectors; shorter rows use channel lanes.
+constexpr int64_t kMinRowLanes = 16;
+
+enum class LanePlan { kScalar, kRows, kChannels };
+
+inline LanePlan plan_lanes(const Geometry& g, int64_t channels, bool channels_last) {
+  if (max_window_taps(g) > kMaxTaps) return LanePlan::kScalar;
+  if (channels_last) return LanePlan::kChannels;
+  if (!g.adaptive) {
+    const Interior interior = interior_along_w(g);
+    if (interior.end - interior.begin >= kMinRowLanes) return LanePlan::kRows;
+  }
+  return channels >= 8 ? LanePlan::kChannels : LanePlan::kScalar;
+}
+
+template <typename scalar_t>
+bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat, const Geometry& g,
+             double temperature, bool channels_last) {
+  if constexpr (!handled_dtype<scalar_t>()) {
+    return false;
+  } else {
+    const float inv_t = static_cast<float>(1.0 / temperature);
+    switch (plan_lanes(g, input.size(1), channels_last)) {
+      case LanePlan::kRows:
+        forward_rows<scalar_t>(input, output, stat, g, inv_t);
+        return true;
+      case LanePlan::kChannels:
+        forward_channel_lanes<scalar_t>(input, output, stat, g, inv_t, max_window_taps(g));
+        return true;
+      default:
+        return false;
+    }
+  }
+}
+
+template <typename scalar_t>
+bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
+              const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, double temperature,
+              bool channels_last) {
+  if constexpr (!handled_dtype<scalar_t>()) {
+    return false;
+  } else {
+    const float inv_t = static_cast<float>(1.0 / temperature);
+    switch (plan_lanes(g, input.size(1), channels_last)) {
+      case LanePlan::kRows:
+        // Row lanes read output and stat as contiguous rows; the forward allocated them so, but the
+        // raw op may be called with other layouts: those go to the scalar gather.
+        if (!(output.is_contiguous() && stat.is_contiguous() && grad_input.is_contiguous())) return false;
+        backward_rows<scalar_t>(grad_output, input, output, stat, grad_input, g, inv_t);
+        return true;
+      case LanePlan::kChannels:
+        backward_channel_lanes<scalar_t>(grad_output, input, output, stat, grad_input, g, inv_t,
+                                         max_window_taps(g));
+        return true;
+      default:
+        return false;
+    }
+  }
+}
+
+#define SOFTPOOL_INSTANTIATE(T)                                                                              \
+  template bool forward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Geometry&, double, \
+                           bool);                                                                            \
+  template bool backward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,      \
+                            const at::Tensor&, const Geometry&, double, bool);
+SOFTPOOL_INSTANTIATE(float)
+SOFTPOOL_INSTANTIATE(double)
+SOFTPOOL_INSTANTIATE(c10::Half)
+SOFTPOOL_INSTANTIATE(c10::BFloat16)
+#undef SOFTPOOL_INSTANTIATE
+
+}  // namespace softpool_video::vectorized
