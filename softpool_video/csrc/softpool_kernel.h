@@ -143,7 +143,8 @@ SOFTPOOL_HOST_DEVICE void forward_window(const scalar_t* plane, Strides3 in, Spa
     *log_normalizer = max_x;
     return;
   }
-  // Pass 2: normaliser and weighted sum; -inf entries get exp(-inf) = 0 and contribute nothing.
+  // Pass 2: normaliser and the weighted sum of (x - max), which cannot overflow even for inputs
+  // near the dtype's limits; -inf entries get exp(-inf) = 0 and contribute nothing.
   acc_t denominator = 0;
   acc_t numerator = 0;
   for (int64_t a = 0; a < st.count; ++a) {
@@ -154,23 +155,23 @@ SOFTPOOL_HOST_DEVICE void forward_window(const scalar_t* plane, Strides3 in, Spa
         const acc_t x = static_cast<acc_t>(p_h[(sw.first + c * sw.step) * in.w]);
         const acc_t weight = softpool_exp((x - max_x) * inv_temperature);
         denominator += weight;
-        numerator += weight > 0 ? weight * x : acc_t(0);
+        numerator += weight > 0 ? weight * (x - max_x) : acc_t(0);
       }
     }
   }
-  *value = numerator / denominator;
+  *value = max_x + numerator / denominator;
   *log_normalizer = max_x * inv_temperature + softpool_log(denominator);
 }
 
 // The gradient that window o sends to one of its inputs x:
 //     g_o * s * (1 + (x - y_o) / T),  s = exp(x / T - lse_o).
-// -inf inputs have weight 0 and receive 0.
+// Inputs whose weight is 0 (-inf, or underflowed far below the window max) receive exactly 0, which
+// also keeps (x - y) from overflowing into inf * 0 = NaN for inputs near the dtype's limits.
 template <typename acc_t>
 SOFTPOOL_HOST_DEVICE acc_t window_gradient(acc_t x, acc_t y, acc_t log_normalizer, acc_t grad_y,
                                            acc_t inv_temperature) {
-  if (x == -softpool_infinity<acc_t>()) return acc_t(0);
   const acc_t weight = softpool_exp(x * inv_temperature - log_normalizer);
-  return grad_y * weight * (acc_t(1) + (x - y) * inv_temperature);
+  return weight > 0 ? grad_y * weight * (acc_t(1) + (x - y) * inv_temperature) : acc_t(0);
 }
 
 // Backward of one input element at (it, ih, iw): a deterministic gather over the windows that

@@ -40,10 +40,10 @@ inline uint32_t float_to_bits(float value) {
 
 // exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise.
 // Cody-Waite range reduction and the Cephes expf polynomial: about 1 ulp on [-87, 0]. Arguments
-// below -87.3 are clamped to 2^-126 (negligible next to the window max's weight of 1); -inf inputs
-// give a tiny weight times -inf = non-finite result, which sends the window to the scalar body.
+// below -87.3 give exactly 0 (expf is subnormal or 0 there, negligible next to the max's weight 1).
 inline float exp_nonpositive(float x) {
-  x = x < -87.33f ? -87.33f : x;  // NaN compares false and propagates
+  const bool underflow = x < -87.33f;  // NaN compares false and propagates below
+  x = underflow ? -87.33f : x;
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -54,7 +54,7 @@ inline float exp_nonpositive(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const uint32_t scale = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  return p * bits_to_float(scale);
+  return underflow ? 0.0f : p * bits_to_float(scale);
 }
 
 // log(x) for finite x >= 1 (the normaliser of a window is at least the max's weight, 1).
@@ -133,11 +133,12 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
     for (int64_t j = 0; j < kLanes; ++j) {
       const float weight = exp_nonpositive((row[j] - max_x[j]) * inv_temperature);
       denominator[j] += weight;
-      numerator[j] += weight * row[j];
+      // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
+      numerator[j] += weight > 0.0f ? weight * (row[j] - max_x[j]) : 0.0f;
     }
   }
   for (int64_t j = 0; j < num_lanes; ++j) {
-    y[j] = numerator[j] / denominator[j];
+    y[j] = max_x[j] + numerator[j] / denominator[j];
     log_normalizer[j] = max_x[j] * inv_temperature + log_at_least_one(denominator[j]);
   }
 }
@@ -153,7 +154,7 @@ void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, cons
       const float x = row[j];
       const float weight = exp_nonpositive(x * inv_temperature - log_normalizer[j]);
       const float value = grad_y[j] * weight * (1.0f + (x - y[j]) * inv_temperature);
-      out[j] = x == -INFINITY ? 0.0f : value;  // as window_gradient: -inf inputs receive 0
+      out[j] = weight > 0.0f ? value : 0.0f;  // as window_gradient: zero-weight inputs receive 0
     }
   }
 }
