@@ -38,6 +38,7 @@ def __getattr__(name):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'softpool_video' has no attribute {name!r}")
 
+
 __all__ = [
     "AdaptiveSoftPool1d",
     "Predictor",

@@ -10,7 +10,10 @@ SUBCOMMANDS = {
     "op": ("softpool_video.bench.operator", "SoftPool3d vs max/avg pooling and composites (speed, memory)"),
     "models": ("softpool_video.bench.models", "training-step time of backbones, SoftPool vs original pools"),
     "data": ("softpool_video.bench.data", "clips/s of our loaders vs pytorchvideo (pyav, decord)"),
-    "retention": ("softpool_video.bench.retention", "information retention (PSNR/SSIM) of soft/max/avg pooling"),
+    "retention": (
+        "softpool_video.bench.retention",
+        "information retention (PSNR/SSIM) of soft/max/avg pooling",
+    ),
 }
 
 

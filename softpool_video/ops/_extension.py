@@ -111,4 +111,3 @@ if HAVE_EXTENSION:
         return grad_input, None, None, None, None, None, None, None
 
     torch.library.register_autograd("softpool_video::soft_pool3d", _backward, setup_context=_setup_context)
-

@@ -40,7 +40,9 @@ def _as_tuple(value, dims: int, name: str, fn: str) -> tuple[int, ...]:
     raise ValueError(f"{fn}: {name} must be an int or {dims} ints, got {value!r}")
 
 
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+def pool_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> int:
     """Output length of max_pool along one dimension (torch's ``pooling_output_shape``)."""
     numerator = size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
     out = numerator // stride + 1
@@ -83,7 +85,14 @@ def _lift(values: tuple[int, ...], dims: int, fill: int) -> tuple[int, int, int]
 def _run(x5, output_size, kernel, stride, padding, dilation, adaptive, temperature) -> torch.Tensor:
     if _extension.HAVE_EXTENSION:
         output, _ = torch.ops.softpool_video.soft_pool3d(
-            x5, list(output_size), list(kernel), list(stride), list(padding), list(dilation), adaptive, temperature
+            x5,
+            list(output_size),
+            list(kernel),
+            list(stride),
+            list(padding),
+            list(dilation),
+            adaptive,
+            temperature,
         )
         return output
     _extension.warn_fallback_once()
@@ -115,7 +124,8 @@ def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, tempe
         raise ValueError(f"{fn}: padding must be non-negative, got {pads}")
     if any(p > k // 2 for p, k in zip(pads, kernel)):
         raise ValueError(
-            f"{fn}: padding should be at most half of kernel_size, but got padding={pads} and kernel_size={kernel}"
+            f"{fn}: padding should be at most half of kernel_size, "
+            f"but got padding={pads} and kernel_size={kernel}"
         )
     spatial = tuple(x.shape[-dims:])
     out = tuple(

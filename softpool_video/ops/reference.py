@@ -67,7 +67,14 @@ def soft_pool3d_reference(
     masks = []
     for d in range(3):
         index, ok = window_indices(
-            x.shape[2 + d], output_size[d], kernel_size[d], stride[d], padding[d], dilation[d], adaptive, x.device
+            x.shape[2 + d],
+            output_size[d],
+            kernel_size[d],
+            stride[d],
+            padding[d],
+            dilation[d],
+            adaptive,
+            x.device,
         )
         axis = 2 + 2 * d  # the dimension being gathered; earlier dims are already split into (out, tap)
         windows = windows.index_select(axis, index.reshape(-1)).unflatten(axis, index.shape)
@@ -76,7 +83,9 @@ def soft_pool3d_reference(
     windows = windows.permute(0, 1, 2, 4, 6, 3, 5, 7).flatten(-3)
     valid_t, valid_h, valid_w = masks
     valid = (
-        valid_t[:, None, None, :, None, None] & valid_h[None, :, None, None, :, None] & valid_w[None, None, :, None, None, :]
+        valid_t[:, None, None, :, None, None]
+        & valid_h[None, :, None, None, :, None]
+        & valid_w[None, None, :, None, None, :]
     )
     valid = valid.flatten(-3).expand(n, c, *valid.shape[:3], -1)
 

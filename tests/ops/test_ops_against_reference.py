@@ -57,8 +57,17 @@ def _random_case(rng: random.Random) -> Case:
         layout = rng.choice(("contiguous", "channels_last", "strided"))
         if layout == "channels_last" and not (dims == 3 and batched):
             layout = "strided"
-        case = Case(dims, shape, kernel, stride, padding, dilation, rng.random() < 0.4,
-                    rng.choice((1.0, 1.0, 0.5, 2.5)), layout)
+        case = Case(
+            dims,
+            shape,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            rng.random() < 0.4,
+            rng.choice((1.0, 1.0, 0.5, 2.5)),
+            layout,
+        )
         try:
             out = MAX_POOLS[dims](torch.zeros(shape), kernel, stride, padding, dilation, case.ceil_mode)
         except RuntimeError:
@@ -83,15 +92,22 @@ def _make_input(case: Case, dtype=torch.float64, scale=3.0) -> torch.Tensor:
 
 def _reference(x: torch.Tensor, case: Case) -> torch.Tensor:
     """The float64 oracle, called with the output size torch's max_pool computes."""
-    out_shape = MAX_POOLS[case.dims](torch.zeros(case.shape), case.kernel, case.stride, case.padding,
-                                     case.dilation, case.ceil_mode).shape
+    out_shape = MAX_POOLS[case.dims](
+        torch.zeros(case.shape), case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode
+    ).shape
     lift = lambda t, fill: (fill,) * (3 - case.dims) + tuple(t)  # noqa: E731
     x5 = x if x.dim() == case.dims + 2 else x.unsqueeze(0)
     for _ in range(3 - case.dims):
         x5 = x5.unsqueeze(2)
     y = soft_pool3d_reference(
-        x5.double(), lift(out_shape[-case.dims:], 1), lift(case.kernel, 1), lift(case.stride, 1),
-        lift(case.padding, 0), lift(case.dilation, 1), False, case.temperature,
+        x5.double(),
+        lift(out_shape[-case.dims :], 1),
+        lift(case.kernel, 1),
+        lift(case.stride, 1),
+        lift(case.padding, 0),
+        lift(case.dilation, 1),
+        False,
+        case.temperature,
     )
     for _ in range(3 - case.dims):
         y = y.squeeze(2)
@@ -135,7 +151,9 @@ def test_float64_uses_exact_math_everywhere():
 def test_hand_computed_values():
     # window [0, ln 3]: softmax weights 1/4, 3/4 -> y = 3/4 ln 3
     x = torch.tensor([[[0.0, math.log(3.0)]]], dtype=torch.float64)
-    torch.testing.assert_close(sv.soft_pool1d(x, 2), torch.tensor([[[0.75 * math.log(3.0)]]], dtype=torch.float64))
+    torch.testing.assert_close(
+        sv.soft_pool1d(x, 2), torch.tensor([[[0.75 * math.log(3.0)]]], dtype=torch.float64)
+    )
     # temperature 2 on [0, 2 ln 3]: weights exp(0)=1, exp(ln 3)=3 again
     x = torch.tensor([[[0.0, 2 * math.log(3.0)]]], dtype=torch.float64)
     torch.testing.assert_close(
@@ -196,4 +214,6 @@ def test_adaptive_none_keeps_size_and_unbatched():
     x = torch.randn(4, 6, 10, 12)
     y = sv.adaptive_soft_pool3d(x, (None, 1, None))
     assert y.shape == (4, 6, 1, 12)
-    torch.testing.assert_close(sv.adaptive_soft_pool3d(x, 1).flatten(), sv.adaptive_soft_pool3d(x[None], 1).flatten())
+    torch.testing.assert_close(
+        sv.adaptive_soft_pool3d(x, 1).flatten(), sv.adaptive_soft_pool3d(x[None], 1).flatten()
+    )

@@ -108,7 +108,8 @@ def test_input_is_never_modified():
 
 @pytest.mark.parametrize("variant", ["scalar", "vectorized"])
 @pytest.mark.parametrize(
-    "dtype,magnitude", [(torch.float32, 1e4), (torch.float32, 3e38), (torch.float16, 6e4), (torch.bfloat16, 1e30)]
+    "dtype,magnitude",
+    [(torch.float32, 1e4), (torch.float32, 3e38), (torch.float16, 6e4), (torch.bfloat16, 1e30)],
 )
 def test_extreme_inputs_give_finite_results(variant, dtype, magnitude):
     """exp is taken of x - window max, so huge inputs never overflow (the original returned inf/NaN)."""
@@ -203,14 +204,19 @@ def test_bad_arguments_raise_clear_errors(call, message):
 def test_raw_op_checks_guard_memory_safety():
     x = torch.ones(1, 1, 4, 4, 4)
     with pytest.raises(RuntimeError, match="kernel_size entries must be >= 1"):
-        torch.ops.softpool_video.soft_pool3d(x, [2, 2, 2], [0, 2, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1], False, 1.0)
+        torch.ops.softpool_video.soft_pool3d(
+            x, [2, 2, 2], [0, 2, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1], False, 1.0
+        )
     with pytest.raises(RuntimeError, match="must be 5-D"):
-        torch.ops.softpool_video.soft_pool3d(x[0], [2, 2, 2], [2, 2, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1], False, 1.0)
+        torch.ops.softpool_video.soft_pool3d(
+            x[0], [2, 2, 2], [2, 2, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1], False, 1.0
+        )
 
 
 def test_modules_mirror_max_pool_repr_and_behaviour():
     module = sv.SoftPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
-    assert repr(module) == "SoftPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), dilation=1, ceil_mode=False)"
+    expected = "kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), dilation=1, ceil_mode=False"
+    assert repr(module) == f"SoftPool3d({expected})"
     assert "temperature=0.5" in repr(sv.SoftPool2d(2, temperature=0.5))
     assert sv.SoftPool1d(3).stride == 3
     assert repr(sv.AdaptiveSoftPool3d((1, None, 2))) == "AdaptiveSoftPool3d(output_size=(1, None, 2))"
@@ -222,8 +228,11 @@ def test_modules_mirror_max_pool_repr_and_behaviour():
 def test_torch_compile_fullgraph_matches_eager():
     torch._dynamo.reset()
     model = torch.nn.Sequential(
-        torch.nn.Conv3d(3, 8, 3, padding=1), sv.SoftPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
-        torch.nn.ReLU(), sv.AdaptiveSoftPool3d(1), torch.nn.Flatten(),
+        torch.nn.Conv3d(3, 8, 3, padding=1),
+        sv.SoftPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        torch.nn.ReLU(),
+        sv.AdaptiveSoftPool3d(1),
+        torch.nn.Flatten(),
     )
     x = torch.randn(2, 3, 4, 16, 16, requires_grad=True)
     compiled = torch.compile(model, fullgraph=True)
@@ -272,7 +281,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device 
 @pytest.mark.parametrize("name", list(PLAN_CASES))
 def test_cuda_matches_cpu(name, dtype):
     shape, kwargs = PLAN_CASES[name]
-    for x in (torch.randn(shape).to(dtype), torch.randn(shape).to(dtype).contiguous(memory_format=torch.channels_last_3d)):
+    for x in (
+        torch.randn(shape).to(dtype),
+        torch.randn(shape).to(dtype).contiguous(memory_format=torch.channels_last_3d),
+    ):
         x_cpu = x.clone().requires_grad_()
         x_gpu = x.cuda().requires_grad_()
         y_cpu, y_gpu = sv.soft_pool3d(x_cpu, **kwargs), sv.soft_pool3d(x_gpu, **kwargs)
