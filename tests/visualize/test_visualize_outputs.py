@@ -1,0 +1,184 @@
+"""`softpool-visualize` end to end on a real clip: files, frame counts, sizes, durations, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from softpool_video.visualize.cli import main
+from softpool_video.visualize.decode import decode_video
+from softpool_video.visualize.render import label_frames, write_mp4
+
+FPS = Fraction(30000, 1001)
+# end=1.25 s of a 29.97 fps clip: frames 0..37, i.e. 38 frames; level 1 covers 38, level 2 covers 36
+END, FRAMES = 1.25, 38
+COVERED = {1: 38, 2: 36}
+
+
+def read_mp4(path):
+    """(frames as RGB arrays, width, height, duration in seconds, average rate) read back with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        duration = float(stream.duration * stream.time_base)
+        return frames, stream.width, stream.height, duration, stream.average_rate
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, sample_videos):
+    """One CLI run: 2 levels of 2x2x2 pooling on 38 frames of carphone shrunk to 96 px."""
+    output = tmp_path_factory.mktemp("visualize")
+    stdout = io.StringIO()
+    argv = [
+        str(sample_videos["carphone_pristine"]),
+        f"end={END}",
+        "max_side=96",
+        "kernel=2,2,2",
+        "levels=2",
+        "methods=[soft,max,avg]",
+        "contact_frames=3",
+        "gif_width=300",
+        f"output={output}",
+    ]
+    with contextlib.redirect_stdout(stdout):
+        code = main(argv)
+    clip = decode_video(sample_videos["carphone_pristine"], end=END, max_side=96)
+    return code, stdout.getvalue(), output, clip
+
+
+def test_run_succeeds_and_prints_the_table(run):
+    code, printed, output, clip = run
+    assert code == 0
+    assert "PSNR vs box" in printed and "SSIM up" in printed
+    assert clip.frames.shape == (3, FRAMES, 79, 96)
+    for name in ("retention.csv", "contact_sheet.png", "side_by_side_L1.mp4", "side_by_side_L2.gif"):
+        assert (output / name).is_file() and str(output / name) in printed
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_side_by_side_mp4_frames_size_and_duration(run, level):
+    _, _, output, clip = run
+    frames, width, height, duration, rate = read_mp4(output / f"side_by_side_L{level}.mp4")
+    # every panel plays at the source rate; the pooled ones hold each frame 2**level times
+    assert rate == FPS
+    assert len(frames) == COVERED[level]
+    assert duration == pytest.approx(COVERED[level] / float(FPS), abs=1e-3)
+    panel_width = clip.width  # original | max | avg | soft, 4 px apart, padded to even sizes
+    assert width == 4 * panel_width + 3 * 4
+    assert height % 2 == 0 and clip.height + 20 < height < clip.height + 60
+
+
+def test_side_by_side_panels_show_original_max_avg_soft(run):
+    _, _, output, clip = run
+    frames, _, height, _, _ = read_mp4(output / "side_by_side_L1.mp4")
+    top = label_frames(np.zeros((1, 4, 8, 3), np.uint8), ["two", "lines"]).shape[1] - 4  # label bar height
+    frame = frames[10].astype(np.float64) / 255
+    width = clip.width
+
+    def panel(index):
+        left = index * (width + 4)
+        return frame[top : top + clip.height - 1, left : left + width]
+
+    original = clip.frames[:, 10].permute(1, 2, 0).numpy()[: clip.height - 1]
+    assert np.abs(panel(0) - original).mean() < 0.03  # H.264 at crf 18 is close to the source
+    # max pooling brightens, SoftPool sits between avg and max
+    brightness = [panel(i).mean() for i in range(1, 4)]
+    assert brightness[0] > brightness[2] > brightness[1] - 0.005
+
+
+def test_gif_duration_and_size(run):
+    _, _, output, clip = run
+    with Image.open(output / "side_by_side_L1.gif") as gif:
+        assert gif.size[0] == 300
+        durations = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+        # identical consecutive frames may be merged, the total duration may not change
+        assert gif.n_frames <= COVERED[1]
+        assert sum(durations) / 1000 == pytest.approx(COVERED[1] / float(FPS), abs=0.011)
+
+
+def test_contact_sheet_has_a_row_per_method_and_level(run):
+    _, _, output, clip = run
+    with Image.open(output / "contact_sheet.png") as sheet:
+        width, height = sheet.size
+    cell_w, cell_h = 160, round(clip.height * 160 / clip.width)
+    rows = 1 + 2 * 3  # original, then 3 methods x 2 levels
+    assert width == 110 + 3 * (cell_w + 4)
+    assert height == 22 + rows * (cell_h + 4)
+
+
+def test_retention_csv(run):
+    _, _, output, _ = run
+    with open(output / "retention.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], int(r["level"])) for r in rows] == [
+        (m, lv) for m in ("max", "avg", "soft") for lv in (1, 2)
+    ]
+    assert {r["video"] for r in rows} == {"carphone_pristine.mp4"}
+    assert [(int(r["frames"]), int(r["height"]), int(r["width"])) for r in rows[:2]] == [
+        (19, 39, 48),
+        (9, 19, 24),
+    ]
+    metrics = {
+        (r["method"], int(r["level"])): {k: float(r[k]) for k in ("psnr_down", "psnr_up", "ssim_up")}
+        for r in rows
+    }
+    # avg pooling is the box filter: identical up to float rounding
+    assert math.isinf(metrics["avg", 1]["psnr_down"]) or metrics["avg", 1]["psnr_down"] > 100
+    assert metrics["max", 1]["psnr_up"] < metrics["avg", 1]["psnr_up"]
+    assert metrics["soft", 2]["psnr_up"] < metrics["soft", 1]["psnr_up"]
+
+
+def test_write_mp4_pads_odd_sizes_and_keeps_the_rate(tmp_path):
+    frames = np.zeros((10, 33, 47, 3), dtype=np.uint8)
+    frames[:, :, :, 0] = np.arange(10, dtype=np.uint8)[:, None, None] * 20
+    decoded, width, height, duration, rate = read_mp4(write_mp4(frames, tmp_path / "odd.mp4", 25))
+    assert (width, height, len(decoded), rate) == (48, 34, 10, 25)
+    assert duration == pytest.approx(0.4)
+    assert abs(int(decoded[5][10, 10, 0]) - 100) <= 4
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_usage_and_argument_errors(capsys, sample_videos, tmp_path):
+    video = str(sample_videos["carphone_pristine"])
+    assert run_cli(["--help"], capsys)[0] == 0
+    code, out, _ = run_cli([], capsys)
+    assert code == 2 and "usage: softpool-visualize VIDEO" in out
+    for argv, message in [
+        ([video, "kernal=2"], "unknown option 'kernal'"),
+        ([video, "kernel=2,x"], "kernel must be"),
+        ([video, "levels=0"], "levels must be an int >= 1"),
+        ([video, "methods=[soft,median]"], "methods must be a list"),
+        ([video, "methods=[soft"], "cannot parse 'methods=[soft'"),
+        ([video, "layer=stem.3"], "layer only apply to mode=features"),
+        ([video, video], "more than one video"),
+        ([video, "levels=9", "max_side=32", f"output={tmp_path}"], "levels=9 with kernel=(2, 2, 2)"),
+    ]:
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2, argv
+        assert message in err, (argv, err)
+
+
+def test_cli_unreadable_and_missing_files(capsys, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 500)
+    code, _, err = run_cli([str(bad), f"output={tmp_path / 'out'}"], capsys)
+    assert code == 1 and "broken.mp4" in err
+    code, _, err = run_cli([str(tmp_path / "nope.mp4")], capsys)
+    assert code == 1 and "nope.mp4" in err
+    assert not (tmp_path / "out").exists()
