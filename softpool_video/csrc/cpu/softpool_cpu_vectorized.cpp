@@ -118,19 +118,22 @@ inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1]
 SOFTPOOL_MULTIVERSION
 void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* y,
                    float* log_normalizer) {
+  // Work on whole vectors of 16 lanes only (short rows use few lanes); the rest of the buffer is
+  // untouched, and lanes past num_lanes are computed but never stored.
+  const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   float max_x[kLanes], numerator[kLanes], denominator[kLanes];
-  for (int64_t j = 0; j < kLanes; ++j) {
+  for (int64_t j = 0; j < width; ++j) {
     max_x[j] = taps[j];
     numerator[j] = 0.0f;
     denominator[j] = 0.0f;
   }
   for (int64_t k = 1; k < num_taps; ++k) {
     const float* row = taps + k * kLanes;
-    for (int64_t j = 0; j < kLanes; ++j) max_x[j] = row[j] > max_x[j] ? row[j] : max_x[j];
+    for (int64_t j = 0; j < width; ++j) max_x[j] = row[j] > max_x[j] ? row[j] : max_x[j];
   }
   for (int64_t k = 0; k < num_taps; ++k) {
     const float* row = taps + k * kLanes;
-    for (int64_t j = 0; j < kLanes; ++j) {
+    for (int64_t j = 0; j < width; ++j) {
       const float weight = exp_nonpositive((row[j] - max_x[j]) * inv_temperature);
       denominator[j] += weight;
       // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
@@ -146,11 +149,12 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
 SOFTPOOL_MULTIVERSION
 void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
                     const float* log_normalizer, const float* grad_y, float inv_temperature, float* coefficients) {
-  (void)num_lanes;  // lanes past num_lanes hold stale values and are never scattered
+  // whole vectors of 16 lanes; lanes past num_lanes are never scattered
+  const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   for (int64_t k = 0; k < num_taps; ++k) {
     const float* row = taps + k * kLanes;
     float* out = coefficients + k * kLanes;
-    for (int64_t j = 0; j < kLanes; ++j) {
+    for (int64_t j = 0; j < width; ++j) {
       const float x = row[j];
       const float weight = exp_nonpositive(x * inv_temperature - log_normalizer[j]);
       const float value = grad_y[j] * weight * (1.0f + (x - y[j]) * inv_temperature);
@@ -533,7 +537,7 @@ inline int64_t max_window_taps(const Geometry& g) {
 }
 
 // Row lanes need enough interior outputs along W to fill the vectors; shorter rows use channel lanes.
-constexpr int64_t kMinRowLanes = 16;
+constexpr int64_t kMinRowLanes = 8;
 
 enum class LanePlan { kScalar, kRows, kChannels };
 
