@@ -1,0 +1,183 @@
+"""Training checkpoints: atomic writes, ``weights_only`` loading, RNG state, and model rebuilding.
+
+A checkpoint is a plain ``dict`` saved with :func:`torch.save` that loads with
+``torch.load(path, weights_only=True)`` (only tensors, numbers, strings, lists, tuples and dicts):
+
+=====================  =================================================================
+key                    content
+=====================  =================================================================
+``format_version``     int, :data:`FORMAT_VERSION`
+``model``              model ``state_dict`` (unwrapped from DDP)
+``optimizer``          optimizer ``state_dict``
+``scheduler``          LR scheduler ``state_dict``
+``scaler``             ``GradScaler`` ``state_dict`` (empty dict when not used)
+``epoch``              epochs completed (the next epoch to run, 0-based)
+``step``               optimizer steps completed
+``batches_in_epoch``   batches of epoch ``epoch`` already trained (non-zero only after a
+                       SIGTERM/SIGINT mid-epoch)
+``best_metric``        best value of ``trainer.monitor`` so far (``None`` before any eval)
+``rng``                ``{"python", "numpy", "torch", "cuda", "generators"}`` generator states
+                       (``generators``: private generators of the train loader/sampler)
+``rng_epoch_start``    mid-epoch checkpoints only: ``rng`` at the start of the epoch
+``epoch_progress``     mid-epoch checkpoints only: the epoch's sums so far (loss, hits, clips, times)
+``config``             the resolved run configuration as a plain dict
+``class_names``        list of class names, index = label
+``num_classes``        int
+``metrics``            the metrics row of the epoch just finished (``{name: float}``)
+``torch_version``      str
+=====================  =================================================================
+
+Writing goes to a temporary file in the same directory, is flushed and fsynced, then renamed over the
+target, so a crash or a kill at any moment leaves either the old or the new checkpoint, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "FORMAT_VERSION",
+    "REQUIRED_KEYS",
+    "CheckpointError",
+    "capture_rng_state",
+    "load_checkpoint",
+    "load_model_from_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model", "config", "class_names", "num_classes")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or not one of ours."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # Leave no half-written temp file behind, whatever interrupted us.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    # Persist the rename itself (the directory entry), where the platform allows it.
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and sanity-check a checkpoint with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - re-raised with the file name
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(error).__name__}: {error}") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(missing)}: not written by softpool-train "
+            "(load bare weights with softpool_video.models.load_pretrained instead)"
+        )
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format_version {state['format_version']}, this version of "
+            f"softpool_video reads up to {FORMAT_VERSION}; upgrade softpool_video"
+        )
+    return state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """States of the Python, NumPy, torch CPU and CUDA generators, in ``weights_only``-loadable types."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": numpy_state["bit_generator"],
+            "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available():
+        # A run resumed on a machine with a different GPU count restores what it can.
+        for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
+
+
+def load_model_from_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any], list[str]]:
+    """Rebuild the trained model from a ``softpool-train`` checkpoint, ready for inference.
+
+    Returns:
+        ``(model, config, class_names)``: the model in eval mode on ``device`` with the trained
+        weights; the run's resolved configuration as a plain dict (``config["data"]`` holds the
+        test-time clip settings: frames, sampling rate, crop size, normalization, num_clips/num_crops);
+        the class names (index = label).
+    """
+    from softpool_video.train.config import build_model_from_config
+
+    state = load_checkpoint(path, map_location="cpu")
+    config = state["config"]
+    class_names = list(state["class_names"])
+    model = build_model_from_config(config, num_classes=int(state["num_classes"]), pretrained=False)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit model {config['model'].get('name')!r} built from its "
+            f"own config: {error}"
+        ) from error
+    return model.to(device).eval(), config, class_names

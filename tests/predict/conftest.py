@@ -1,0 +1,121 @@
+"""Fixtures of the predict tests: a real checkpoint trained here on a tiny synthetic dataset, and
+folders mixing real clips with unreadable files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+# 4 motion classes x 2 videos of 16 frames at 48x48 (one train and one test group per class).
+SYNTHETIC = {
+    "num_classes": 4,
+    "videos_per_class": 2,
+    "clips_per_group": 1,
+    "frames": 16,
+    "size": 48,
+    "seed": 0,
+    "kinetics": False,
+}
+CLASS_NAMES = ["MoveLeft", "MoveRight", "MoveUp", "MoveDown"]
+# The checkpoint's test setting: data.num_clips=2 x data.num_crops=1.
+CHECKPOINT_VIEWS = 2
+
+
+def _overrides(data_root: Path, output_root: Path) -> list[str]:
+    """A softpool-train run of about a second: 8x48x48 clips, a narrow r2plus1d_tiny, 2 test clips."""
+    return [
+        "data=synthetic",
+        f"data.root={data_root}",
+        "++data.format=ucf101",
+        "++data.split=1",
+        "++data.generate_if_missing=false",
+        "++data.num_classes=null",
+        "++data.num_frames=8",
+        "++data.sampling_rate=2",
+        "++data.num_clips=2",
+        "++data.num_crops=1",
+        "++data.train_jitter_scales=[48,56]",
+        "++data.train_crop_size=48",
+        "++data.test_scale=48",
+        "++data.test_crop_size=48",
+        "++data.hflip_prob=0.0",
+        "++data.batch_size=4",
+        "++data.num_workers=0",
+        "model=r2plus1d_tiny",
+        "++model.num_frames=8",
+        "++model.crop_size=48",
+        "++model.kwargs.width=8",
+        "++model.kwargs.dropout_rate=0.0",
+        "optim=sgd",
+        "optim.lr=0.05",
+        "trainer=cpu",
+        "trainer.progress_bar=false",
+        "trainer.num_threads=1",
+        "trainer.epochs=2",
+        "trainer.limit_val_batches=1",
+        "logger=[csv]",
+        f"output_root={output_root}",
+        "seed=0",
+    ]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """``best.pt`` of a real softpool-train run (2 epochs on the tiny synthetic dataset)."""
+    from softpool_video.data.synthetic import generate_synthetic_dataset
+    from softpool_video.train import compose_config, train
+
+    root = tmp_path_factory.mktemp("predict")
+    data = generate_synthetic_dataset(root / "synthetic", **SYNTHETIC)
+    result = train(compose_config("train", _overrides(data, root / "runs")))
+    path = result.best_checkpoint or result.last_checkpoint
+    assert path is not None and path.is_file()
+    return path
+
+
+@pytest.fixture(scope="session")
+def predictor(checkpoint):
+    """A CPU predictor with the checkpoint's own settings and topk=3."""
+    from softpool_video.predict import Predictor
+
+    return Predictor(checkpoint, device="cpu", topk=3)
+
+
+@pytest.fixture(scope="session")
+def class_names() -> list[str]:
+    """The classes the checkpoint was trained on."""
+    return list(CLASS_NAMES)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_views() -> int:
+    """Views per video of the checkpoint's test setting."""
+    return CHECKPOINT_VIEWS
+
+
+def _write_unreadable(directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    empty = directory / "empty.mp4"
+    empty.write_bytes(b"")
+    text = directory / "notes.mp4"
+    text.write_text("these are not the frames you are looking for\n" * 20)
+    return empty, text
+
+
+@pytest.fixture
+def unreadable_videos(tmp_path) -> tuple[Path, Path]:
+    """A zero-byte ``.mp4`` and a text file named ``.mp4``, alone in a folder."""
+    return _write_unreadable(tmp_path / "unreadable")
+
+
+@pytest.fixture
+def mixed_folder(tmp_path, sample_videos) -> Path:
+    """Two real clips (one in a sub-folder) and two unreadable .mp4 files."""
+    folder = tmp_path / "clips"
+    (folder / "nested").mkdir(parents=True)
+    shutil.copy(sample_videos["bikes"], folder / "bikes.mp4")
+    shutil.copy(sample_videos["carphone_distorted"], folder / "nested" / "carphone_distorted.mp4")
+    _write_unreadable(folder)
+    return folder

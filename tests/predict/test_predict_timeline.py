@@ -1,0 +1,117 @@
+"""Timelines: segment arithmetic, segments covering real videos, the PNG plot."""
+
+from __future__ import annotations
+
+import math
+
+import av
+import pytest
+from PIL import Image
+
+from softpool_video.predict import Predictor, timeline_segments
+
+
+def stream_duration(path) -> tuple[float, float]:
+    """(duration in seconds, fps) of the video stream, read with PyAV independently of the predictor."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        if stream.duration is not None:
+            return float(stream.duration * stream.time_base), fps
+        return stream.frames / fps, fps
+
+
+@pytest.mark.parametrize(
+    ("num_frames", "fps", "window", "stride"),
+    [
+        (250, 25.0, 2.0, 2.0),  # exact multiple
+        (250, 25.0, 2.0, 1.5),  # last segment shorter
+        (120, 30000 / 1001, 1.0, 1.0),  # NTSC rate: 120 / 29.97 is just over 4 strides
+        (120, 30000 / 1001, 2.0, 0.5),  # overlapping windows
+        (132, 25.0, 1.0, 3.0),  # stride longer than the window
+        (10, 25.0, 2.0, 2.0),  # video shorter than one window
+        (30, 30.0, 0.01, 0.01),  # stride shorter than a frame
+        (1, 10.0, 2.0, 1.0),  # a single frame
+    ],
+)
+def test_segments_cover_the_video(num_frames, fps, window, stride):
+    spans = timeline_segments(num_frames, fps, window, stride)
+    assert spans[0].start == 0.0 and spans[0].first == 0
+    assert spans[-1].end == num_frames / fps and spans[-1].stop == num_frames
+    for previous, current in zip(spans, spans[1:]):
+        assert previous.end == current.start and previous.stop == current.first  # contiguous
+    window_frames = min(num_frames, max(1, round(window * fps)))
+    for index, span in enumerate(spans):
+        assert span.end > span.start and span.stop > span.first
+        # the segment's frames are exactly those whose time falls inside it
+        times = [i / fps for i in range(num_frames)]
+        inside = [i for i, t in enumerate(times) if span.start - 1e-9 <= t < span.end - 1e-9]
+        assert inside == list(range(span.first, span.stop))
+        if index < len(spans) - 1 and stride * fps >= 1:
+            assert span.end - span.start == pytest.approx(stride)  # all but the last: one stride
+        assert span.window_first >= 0 and span.window_stop <= num_frames
+        assert span.window_stop - span.window_first == window_frames
+        if span.window_first > 0 and span.window_stop < num_frames:
+            # windows away from the ends are centred on their segment (to half a frame)
+            centre = (span.window_first + span.window_stop) / 2 / fps
+            assert abs(centre - (span.start + span.end) / 2) <= 0.5 / fps + 1e-9
+
+
+@pytest.mark.parametrize(("window", "stride", "count"), [(2.0, None, 5), (2.0, 1.0, 10), (1.0, 3.0, 4)])
+def test_timeline_of_a_real_video(predictor, sample_videos, class_names, window, stride, count):
+    video = sample_videos["bikes"]  # 250 frames at 25 fps
+    timeline = predictor.timeline(video, window=window, stride=stride)
+    assert timeline.ok and timeline.video == str(video)
+    assert timeline.stride == (stride or window) and timeline.window == window
+    assert timeline.num_views == 1  # one clip per window by default, the checkpoint's single crop
+    duration, fps = stream_duration(video)
+    segments = timeline.segments
+    assert len(segments) == count
+    assert segments[0].start == 0.0
+    assert abs(segments[-1].end - duration) <= 1 / fps + 1e-9
+    assert timeline.duration == pytest.approx(segments[-1].end)
+    for previous, current in zip(segments, segments[1:]):
+        assert current.start == previous.end
+    for segment in segments:
+        assert segment.end > segment.start
+        assert segment.window_end - segment.window_start == pytest.approx(window, abs=1 / fps)
+        assert segment.window_start >= 0.0 and segment.window_end <= duration + 1e-9
+        assert math.isclose(sum(segment.probabilities), 1.0, abs_tol=1e-6)
+        assert segment.label in class_names and len(segment.topk) == 3
+        assert segment.probabilities[class_names.index(segment.label)] == pytest.approx(segment.probability)
+
+
+def test_timeline_at_ntsc_rate_ends_at_the_duration(predictor, sample_videos):
+    video = sample_videos["carphone_distorted"]  # 29.97 fps
+    timeline = predictor.timeline(video, window=1.0, stride=0.75)
+    duration, fps = stream_duration(video)
+    assert timeline.segments[0].start == 0.0
+    assert abs(timeline.segments[-1].end - duration) <= 1 / fps + 1e-9
+    assert all(a.end == b.start for a, b in zip(timeline.segments, timeline.segments[1:]))
+
+
+def test_timeline_clips_per_window(checkpoint, sample_videos):
+    predictor = Predictor(checkpoint, device="cpu", num_clips=2)
+    timeline = predictor.timeline(sample_videos["carphone_distorted"], window=2.0)
+    assert timeline.num_views == 2
+    assert predictor.timeline(sample_videos["carphone_distorted"], num_clips=1).num_views == 1
+
+
+def test_unreadable_video_gives_an_empty_timeline(predictor, unreadable_videos):
+    for path in unreadable_videos:
+        timeline = predictor.timeline(path)
+        assert not timeline.ok and timeline.segments == [] and timeline.error
+
+
+@pytest.mark.parametrize(("window", "stride", "argument"), [(0, None, "window"), (2.0, -1.0, "stride")])
+def test_bad_window_or_stride(predictor, sample_videos, window, stride, argument):
+    with pytest.raises(ValueError, match=argument):
+        predictor.timeline(sample_videos["bikes"], window=window, stride=stride)
+
+
+def test_timeline_plot(predictor, sample_videos, tmp_path):
+    timeline = predictor.timeline(sample_videos["carphone_distorted"], window=1.0, stride=1.0)
+    path = timeline.plot(tmp_path / "plots" / "timeline.png")
+    assert path.is_file()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 400 and image.height > 200

@@ -1,0 +1,55 @@
+"""softpool-demo end to end on the tiny dataset (the full demo runs for minutes; see the README)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from softpool_video import demo
+
+
+@pytest.mark.slow
+def test_demo_trains_tests_and_prints_the_results(synthetic_root, tiny_overrides, tmp_path, capsys):
+    overrides = [*tiny_overrides(synthetic_root, tmp_path), "trainer.epochs=2", "eval.test_num_clips=3"]
+    assert demo.main(overrides) == 0
+    out = capsys.readouterr().out
+    assert "SoftPool demo: results on the synthetic test split" in out
+    assert re.search(r"\| video top-1 +\| \d+\.\d%", out)
+    assert "8 (3 clips x 3 crops = 72 views)" in out  # the test views of eval.test_num_*
+    for label in ("confusion matrix", "training curves"):
+        path = re.search(rf"{label} +(\S+\.png)", out).group(1)
+        assert Path(path).read_bytes()[:4] == b"\x89PNG"
+    run_dirs = list((tmp_path / "demo").iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "eval_test" / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_pooling_comparison_writes_the_table(synthetic_root, tiny_overrides, tmp_path, capsys):
+    overrides = [
+        "experiment=pooling_comparison",
+        *tiny_overrides(synthetic_root, tmp_path),
+        "trainer.epochs=1",
+        f"comparison.output_dir={tmp_path / 'comparison'}",
+    ]
+    assert demo.main(overrides) == 0
+    with (tmp_path / "comparison" / "comparison.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["pooling"] for row in rows] == ["soft", "max", "avg"]
+    assert all(0 <= float(row["video_top1"]) <= 100 and float(row["step_ms"]) > 0 for row in rows)
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "| soft" in table and "| max" in table and "| avg" in table
+    assert "Pooling comparison" in capsys.readouterr().out
+    # the same budget: each run trained the same number of steps on the same data
+    for pooling in ("soft", "max", "avg"):
+        assert (tmp_path / "comparison" / pooling / "checkpoints" / "last.pt").is_file()
+
+
+def test_demo_rejects_bad_arguments(capsys):
+    assert demo.main(["fast"]) == 2
+    assert "arguments must be key=value overrides" in capsys.readouterr().err
+    assert demo.main(["experiment=nope"]) == 2
+    err = capsys.readouterr().err
+    assert "Could not find 'experiment/nope'" in err and "pooling_comparison" in err
