@@ -59,7 +59,11 @@ def _extensions():
 
     csrc = os.path.join("softpool_video", "csrc")
     sources = sorted(glob.glob(os.path.join(csrc, "*.cpp")) + glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
-    cxx_flags = ["-O3", "-fopenmp-simd"]  # torch adds -std=c++20
+    # -fopenmp: at::parallel_for is an inline OpenMP loop in ATen's headers, so without it the CPU
+    # kernels run on one thread. The extension then needs libgomp.so.1, which resolves to the copy
+    # torch has already loaded (one OpenMP runtime, and torch.set_num_threads applies).
+    cxx_flags = ["-O3", "-fopenmp"]  # torch adds -std=c++20
+    link_flags = ["-fopenmp"]
     define_macros = [("TORCH_ASSERT_ONLY_METHOD_OPERATORS", None)]
     if not with_cuda:
         print("softpool_video: building the CPU extension only")
@@ -70,6 +74,7 @@ def _extensions():
                 include_dirs=[os.path.abspath(csrc)],
                 define_macros=define_macros,
                 extra_compile_args={"cxx": cxx_flags},
+                extra_link_args=link_flags,
             )
         ]
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
@@ -82,6 +87,7 @@ def _extensions():
             include_dirs=[os.path.abspath(csrc)],
             define_macros=define_macros + [("SOFTPOOL_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+            extra_link_args=link_flags,
         )
     ]
 
