@@ -12,8 +12,6 @@ import torch.nn.functional as F
 import softpool_video as sv
 from softpool_video.ops import _extension, cpu_kernel_variant, extension_info, soft_pool3d_reference
 
-pytestmark = pytest.mark.skipif(not extension_info()["loaded"], reason="needs the compiled extension")
-
 # Shapes chosen to exercise each CPU plan of the vectorised path (see softpool_cpu_vectorized.h):
 # row lanes (long interior rows), channel lanes (short rows, many channels; channels-last), and
 # the scalar body (short rows, few channels).
