@@ -250,6 +250,19 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   });
 }
 
+// coefficients[k][lane] for every tap of every lane: the vector loop, then the shared scalar
+// window_gradient for windows whose output or statistic is not finite (special values).
+inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
+                           const float* log_normalizer, const float* grad_y, float inv_t, float* coefficients) {
+  lanes_backward(taps, num_taps, num_lanes, y, log_normalizer, grad_y, inv_t, coefficients);
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    if (finite(y[j]) && finite(log_normalizer[j])) continue;
+    for (int64_t k = 0; k < num_taps; ++k) {
+      coefficients[k * kLanes + j] = window_gradient(taps[k * kLanes + j], y[j], log_normalizer[j], grad_y[j], inv_t);
+    }
+  }
+}
+
 // The per-tap scatter of one window through the shared window_gradient: used for edge, adaptive
 // and non-finite windows. `acc` is the (T, H, W) accumulator of the window's plane with strides acc_s.
 template <typename scalar_t>
@@ -330,15 +343,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                 }
               }
             }
-            lanes_backward(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
-            for (int64_t j = 0; j < lanes; ++j) {
-              if (!(finite(y[j]) && finite(lse[j]))) {
-                for (int64_t kk = 0; kk < k; ++kk) {
-                  coefficients[kk * kLanes + j] =
-                      window_gradient(taps[kk * kLanes + j], y[j], lse[j], gy[j], inv_t);
-                }
-              }
-            }
+            lane_gradients(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
@@ -483,15 +488,7 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
                 }
               }
             }
-            lanes_backward(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
-            for (int64_t j = 0; j < lanes; ++j) {
-              if (!(finite(y[j]) && finite(lse[j]))) {
-                for (int64_t kk = 0; kk < k; ++kk) {
-                  coefficients[kk * kLanes + j] =
-                      window_gradient(taps[kk * kLanes + j], y[j], lse[j], gy[j], inv_t);
-                }
-              }
-            }
+            lane_gradients(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
