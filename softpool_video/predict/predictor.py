@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from softpool_video.data.annotations import VIDEO_EXTENSIONS
 from softpool_video.data.decoders import VideoDecodeError, VideoSource, available_backends, open_video
 from softpool_video.data.sampling import ClipSampler
 from softpool_video.data.transforms import build_transform, to_video_tensor
-from softpool_video.predict.timeline import Timeline, TimelineSegment, timeline_segments
+from softpool_video.predict.timeline import Timeline, TimelineSegment, TopKMixin, timeline_segments
 
 __all__ = [
     "Prediction",
@@ -48,7 +48,7 @@ DEFAULT_TIMELINE_WINDOW = 2.0
 
 
 @dataclass
-class Prediction:
+class Prediction(TopKMixin):
     """What ``Predictor.predict`` found for one video.
 
     Attributes:
@@ -73,22 +73,9 @@ class Prediction:
         """True when the video was classified."""
         return self.error is None
 
-    @property
-    def label(self) -> str | None:
-        """The most probable class (``None`` when unreadable)."""
-        return self.topk[0][0] if self.topk else None
-
-    @property
-    def probability(self) -> float | None:
-        """Probability of ``label``."""
-        return self.topk[0][1] if self.topk else None
-
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``topk`` as ``[{"label", "probability"}]``)."""
-        data = asdict(self)
-        data["ok"] = self.ok
-        data["topk"] = [{"label": label, "probability": p} for label, p in self.topk]
-        return data
+        """JSON-ready dict (``topk`` as ``[{"label", "probability"}]``, plus ``ok``)."""
+        return {**super().to_dict(), "ok": self.ok}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

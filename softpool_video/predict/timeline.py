@@ -18,6 +18,28 @@ from typing import Any, NamedTuple
 __all__ = ["SegmentSpan", "Timeline", "TimelineSegment", "plot_timeline", "timeline_segments"]
 
 
+class TopKMixin:
+    """Accessors shared by results that hold ``topk``: ``[(label, probability)]``, best first."""
+
+    topk: list[tuple[str, float]]
+
+    @property
+    def label(self) -> str | None:
+        """The most probable class (``None`` when there is no result)."""
+        return self.topk[0][0] if self.topk else None
+
+    @property
+    def probability(self) -> float | None:
+        """Probability of ``label``."""
+        return self.topk[0][1] if self.topk else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``topk`` as ``[{"label", "probability"}]``)."""
+        data = asdict(self)
+        data["topk"] = [{"label": label, "probability": p} for label, p in self.topk]
+        return data
+
+
 class SegmentSpan(NamedTuple):
     """One segment: seconds ``[start, end)``, the frames ``[first, stop)`` whose nominal time
     ``index / fps`` falls inside, and the frames ``[window_first, window_stop)`` the model sees."""
@@ -65,7 +87,7 @@ def timeline_segments(num_frames: int, fps: float, window: float, stride: float)
 
 
 @dataclass
-class TimelineSegment:
+class TimelineSegment(TopKMixin):
     """The prediction for seconds ``[start, end)`` of a video.
 
     ``window_start``/``window_end``: the stretch of video the model saw for it. ``topk``:
@@ -79,18 +101,6 @@ class TimelineSegment:
     topk: list[tuple[str, float]] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
 
-    @property
-    def label(self) -> str | None:
-        return self.topk[0][0] if self.topk else None
-
-    @property
-    def probability(self) -> float | None:
-        return self.topk[0][1] if self.topk else None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["topk"] = [{"label": label, "probability": p} for label, p in self.topk]
-        return data
 
 
 @dataclass
