@@ -29,3 +29,49 @@ def sample_videos() -> dict[str, Path]:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def _tiny_overrides(data_root: Path, output_root: Path) -> list[str]:
+    """Overrides of conf/train.yaml for a run of a few seconds: 8x48x48 clips, 2 test clips, a narrow
+    r2plus1d_tiny without dropout, batches of 4, no worker processes."""
+    return [
+        "data=synthetic",
+        f"data.root={data_root}",
+        "++data.format=ucf101",
+        "++data.split=1",
+        "++data.generate_if_missing=false",
+        "++data.num_classes=null",
+        "++data.num_frames=8",
+        "++data.sampling_rate=2",
+        "++data.num_clips=2",
+        "++data.num_crops=1",
+        "++data.train_jitter_scales=[48,56]",
+        "++data.train_crop_size=48",
+        "++data.test_scale=48",
+        "++data.test_crop_size=48",
+        "++data.hflip_prob=0.0",
+        "++data.batch_size=4",
+        "++data.num_workers=0",
+        "++data.max_failure_fraction=0.5",
+        "model=r2plus1d_tiny",
+        "++model.num_frames=8",
+        "++model.crop_size=48",
+        "++model.kwargs.width=8",
+        "++model.kwargs.dropout_rate=0.0",
+        "optim=sgd",
+        "optim.lr=0.05",
+        "schedule=cosine",
+        "trainer=cpu",
+        "trainer.progress_bar=false",
+        "trainer.num_threads=1",
+        "trainer.epochs=2",
+        f"output_root={output_root}",
+        "seed=0",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    """``tiny_overrides(data_root, output_root)`` -> overrides of conf/train.yaml for a run of a few
+    seconds on a tiny synthetic dataset (used by the training and predict tests)."""
+    return _tiny_overrides

@@ -23,53 +23,16 @@ CLASS_NAMES = ["MoveLeft", "MoveRight", "MoveUp", "MoveDown"]
 CHECKPOINT_VIEWS = 2
 
 
-def _overrides(data_root: Path, output_root: Path) -> list[str]:
-    """A softpool-train run of about a second: 8x48x48 clips, a narrow r2plus1d_tiny, 2 test clips."""
-    return [
-        "data=synthetic",
-        f"data.root={data_root}",
-        "++data.format=ucf101",
-        "++data.split=1",
-        "++data.generate_if_missing=false",
-        "++data.num_classes=null",
-        "++data.num_frames=8",
-        "++data.sampling_rate=2",
-        "++data.num_clips=2",
-        "++data.num_crops=1",
-        "++data.train_jitter_scales=[48,56]",
-        "++data.train_crop_size=48",
-        "++data.test_scale=48",
-        "++data.test_crop_size=48",
-        "++data.hflip_prob=0.0",
-        "++data.batch_size=4",
-        "++data.num_workers=0",
-        "model=r2plus1d_tiny",
-        "++model.num_frames=8",
-        "++model.crop_size=48",
-        "++model.kwargs.width=8",
-        "++model.kwargs.dropout_rate=0.0",
-        "optim=sgd",
-        "optim.lr=0.05",
-        "trainer=cpu",
-        "trainer.progress_bar=false",
-        "trainer.num_threads=1",
-        "trainer.epochs=2",
-        "trainer.limit_val_batches=1",
-        "logger=[csv]",
-        f"output_root={output_root}",
-        "seed=0",
-    ]
-
-
 @pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, tiny_overrides) -> Path:
     """``best.pt`` of a real softpool-train run (2 epochs on the tiny synthetic dataset)."""
     from softpool_video.data.synthetic import generate_synthetic_dataset
     from softpool_video.train import compose_config, train
 
     root = tmp_path_factory.mktemp("predict")
     data = generate_synthetic_dataset(root / "synthetic", **SYNTHETIC)
-    result = train(compose_config("train", _overrides(data, root / "runs")))
+    overrides = [*tiny_overrides(data, root / "runs"), "trainer.limit_val_batches=1", "logger=[csv]"]
+    result = train(compose_config("train", overrides))
     path = result.best_checkpoint or result.last_checkpoint
     assert path is not None and path.is_file()
     return path
