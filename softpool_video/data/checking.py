@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from softpool_video.data.annotations import VIDEO_EXTENSIONS, iter_video_files
-from softpool_video.data.decoders import TAIL_TOLERANCE_FRAMES, VideoDecodeError, open_video
+from softpool_video.data.decoders import TRUNCATION_TOLERANCE_FRAMES, VideoDecodeError, open_video
 
 
 def check_video(path: str | Path, backend: str = "pyav") -> str | None:
@@ -27,7 +27,7 @@ def check_video(path: str | Path, backend: str = "pyav") -> str | None:
         return err.reason
     if decoded == 0:
         return "no frame decodes"
-    if decoded < expected - TAIL_TOLERANCE_FRAMES:
+    if decoded < expected - TRUNCATION_TOLERANCE_FRAMES:
         return f"truncated: {decoded} of the {expected} frames in its header decode"
     return None
 

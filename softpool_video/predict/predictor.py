@@ -197,9 +197,8 @@ class ViewMaker:
 
         Raises ``VideoDecodeError``.
         """
-        info = video.info
         with _single_thread_in_main_process():
-            indices = self.clip_sampler.test_indices(info.num_frames, info.fps, clip_index, num_clips, window)
+            indices = self.clip_sampler.test_indices(video.frame_times, clip_index, num_clips, window)
             frames = video.decode(indices).frames
             crops = [
                 self.transform({"video": to_video_tensor(frames), "crop_index": crop_index})["video"]
