@@ -73,6 +73,7 @@ __all__ = [
     "VideoInfo",
     "VideoSource",
     "available_backends",
+    "check_backend",
     "decode_clip",
     "decode_video",
     "open_video",
@@ -158,7 +159,8 @@ def _load_error(backend: str) -> str | None:
     return _LOAD_ERRORS[backend]
 
 
-def _check_backend(backend: str) -> str:
+def check_backend(backend: str) -> str:
+    """``backend`` if it is a known, installed and loadable backend; else ``ValueError`` saying why."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "pyav" and importlib.util.find_spec(backend) is None:
@@ -596,7 +598,7 @@ def open_video(
     ``allow_truncated``) holds clearly fewer frames than its header lists. With
     ``allow_truncated=True`` a cut file opens with the frames it still holds.
     """
-    backend = _check_backend(backend)
+    backend = check_backend(backend)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an integer >= 0, got {threads!r}")
     path = Path(path)
