@@ -560,7 +560,10 @@ class VideoSource:
         self._reader.close()
         self._set_index(index_by_decoding(self.path, self.threads))
         self._reader = _PyAVReader(self.path, self.index, self.threads)
-        self._check_range(unique)
+        if unique[-1] >= self.info.num_frames:
+            raise VideoDecodeError(
+                self.path, f"frame {unique[-1]} cannot be decoded: only {self.info.num_frames} frames decode ({why})"
+            )
         return self._reader.read(unique)
 
     def count_decodable_frames(self) -> int:
