@@ -561,8 +561,9 @@ class VideoSource:
         self._set_index(index_by_decoding(self.path, self.threads))
         self._reader = _PyAVReader(self.path, self.index, self.threads)
         if unique[-1] >= self.info.num_frames:
+            decodable = self.info.num_frames
             raise VideoDecodeError(
-                self.path, f"frame {unique[-1]} cannot be decoded: only {self.info.num_frames} frames decode ({why})"
+                self.path, f"frame {unique[-1]} cannot be decoded: only {decodable} frames decode ({why})"
             )
         return self._reader.read(unique)
 
