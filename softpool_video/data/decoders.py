@@ -36,6 +36,7 @@ Any failure to open or decode (missing, zero-byte, truncated, corrupt, not a vid
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -51,8 +52,11 @@ from softpool_video.data.frame_index import (
     TRUNCATION_TOLERANCE_FRAMES,
     FrameIndex,
     VideoDecodeError,
+    cached_frame_index,
+    check_video_file,
     frame_index,
     index_by_decoding,
+    open_container,
 )
 
 logger = logging.getLogger(__name__)
@@ -199,7 +203,7 @@ class _TimestampsMislead(Exception):
 class _PyAVReader:
     name = "pyav"
 
-    def __init__(self, path: Path, index: FrameIndex, threads: int):
+    def __init__(self, path: Path, index: FrameIndex, threads: int, container=None, fresh: bool = True):
         self.path, self.index, self.threads = path, index, threads
         self._count_mode = not index.timestamps_reliable
         self._position_of = (
@@ -208,14 +212,15 @@ class _PyAVReader:
         self._container = None
         self._frames = None  # generator of (index, av.VideoFrame), presentation order
         self._next: int | None = None  # index the generator yields next, once known
-        self._open()
+        self._seek_slack = 0  # ticks added to seek targets (see _seek_to_keyframe)
+        self._open(container)
+        # a container the index was just read with sits at the end of the file
+        self._fresh = fresh
 
-    def _open(self) -> None:
-        import av
-
+    def _open(self, container=None) -> None:
         self.close()
+        self._container = container if container is not None else open_container(self.path)
         try:
-            self._container = av.open(str(self.path), metadata_errors="ignore")
             stream = self._container.streams.video[0]
         except Exception as err:
             raise VideoDecodeError(self.path, f"cannot open: {type(err).__name__}: {err}") from err
@@ -226,7 +231,7 @@ class _PyAVReader:
         self._stream = stream
         self._fresh = True  # nothing read yet: the demuxer sits at the first packet
 
-    def read(self, wanted: np.ndarray) -> torch.Tensor:
+    def read(self, wanted: np.ndarray) -> np.ndarray:
         try:
             frames = [self._frame_at(int(k)) for k in wanted]
         except _TimestampsMislead as why:
@@ -236,7 +241,7 @@ class _PyAVReader:
             logger.info("%s: %s; counting frames from the start of the stream instead", self.path, why)
             self._count_mode, self._frames, self._next = True, None, None
             frames = [self._frame_at(int(k)) for k in wanted]
-        return torch.from_numpy(np.stack([frame.to_ndarray(format="rgb24") for frame in frames]))
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in frames])
 
     def _frame_at(self, wanted: int):
         for attempt in range(3):
@@ -276,25 +281,63 @@ class _PyAVReader:
             key = int(keyframes[position]) if position >= 0 else 0
         if self._frames is not None:
             self._frames.close()
-        if key == 0:
+        self._next = None
+        if self._count_mode:
             if not self._fresh:
-                self._open()
-        else:
-            self._container.seek(
-                int(self.index.pts[key]), stream=self._stream, backward=True, any_frame=False
-            )
+                self._open()  # counting needs the very first packet: reopen rather than seek
+            self._fresh = False
+            self._next = 0
+            self._frames = self._counted()
+            return
+        if key == 0 and self._fresh:
+            packets = self._container.demux(self._stream)
+        else:  # frame 0 too: the landing check finds where the seek really went
+            packets = self._seek_to_keyframe(key)
         self._fresh = False
-        self._next = 0 if key == 0 and self._count_mode else None
-        self._frames = self._counted() if self._count_mode else self._timestamped()
+        self._frames = self._timestamped(packets)
+
+    def _landing(self, packet) -> int | None:
+        """Index of the keyframe ``packet`` starts decoding at (``None`` if it is not one)."""
+        if packet is None or packet.pts is None or not packet.is_keyframe:
+            return None
+        return self._position_of.get(packet.pts)
+
+    def _seek_to_keyframe(self, key: int):
+        """Seek so that demuxing starts at keyframe ``key``; returns the packet iterator.
+
+        Some demuxers land a GOP early when asked for a keyframe's own timestamp (MP4s whose
+        decode timestamps start below zero search by those): the slack added to the target is
+        learned per file, a frame at a time, and never reaches the next keyframe. Landing early
+        stays correct (the frames in between are decoded and skipped), only slower.
+        """
+        target = int(self.index.pts[key])
+        later = self.index.keyframes[self.index.keyframes > key]
+        room = int(self.index.pts[int(later[0])]) - target - 1 if later.size else 1 << 62
+        frame_ticks = max(1, int(round(self.index.frame_duration / float(self.index.time_base))))
+        for _ in range(4):
+            slack = min(self._seek_slack, room)
+            self._container.seek(target + slack, stream=self._stream, backward=True, any_frame=False)
+            packets = self._container.demux(self._stream)
+            first = next(packets, None)
+            landing = self._landing(first)
+            if landing is None or landing == key:
+                break
+            if landing < key and slack < room:
+                self._seek_slack = min(room, max(frame_ticks, 2 * self._seek_slack))
+            elif landing > key and self._seek_slack > 0:
+                self._seek_slack //= 2
+            else:
+                break
+        return itertools.chain([] if first is None else [first], packets)
 
     def _counted(self):
         # from the start of the stream: decoders emit frames in presentation order
         yield from enumerate(self._container.decode(self._stream))
 
-    def _timestamped(self):
+    def _timestamped(self, packets):
         expected = None  # the index the next trusted frame must have
         started = False
-        for packet in self._container.demux(self._stream):
+        for packet in packets:
             if expected is None and packet.pts is not None and packet.is_keyframe and packet.size:
                 expected = self._position_of.get(packet.pts)
                 if expected is None:
@@ -383,12 +426,11 @@ class _DecordReader:
         if not np.all(np.abs((stamps - stamps[0]) - ours) <= tolerance):
             raise _Unsuitable("decord's frame timestamps disagree with the stream's")
 
-    def read(self, wanted: np.ndarray) -> torch.Tensor:
+    def read(self, wanted: np.ndarray) -> np.ndarray:
         batch = self._reader.get_batch(wanted.tolist())
         # decord's output type follows a process-wide "bridge" that other libraries (pytorchvideo)
         # switch to torch on import, so accept both
-        frames = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch.asnumpy())
-        return frames.to(torch.uint8)
+        return batch.numpy() if isinstance(batch, torch.Tensor) else batch.asnumpy()
 
     def count_frames(self) -> int:
         count = len(self._reader)
@@ -421,13 +463,13 @@ class _TorchCodecReader:
         if count != index.num_frames:
             raise _Unsuitable(f"torchcodec counts {count} frames, the stream holds {index.num_frames}")
 
-    def read(self, wanted: np.ndarray) -> torch.Tensor:
+    def read(self, wanted: np.ndarray) -> np.ndarray:
         batch = self._decoder.get_frames_at(wanted.tolist())
         stamps = batch.pts_seconds.to(torch.float64).numpy()
         expected = self.index.times[wanted]
         if not np.allclose(stamps, expected, rtol=0, atol=1e-6 + 1e-9 * np.abs(expected).max()):
             raise _Unsuitable("torchcodec returned frames with other timestamps than asked for")
-        return batch.data.contiguous()
+        return batch.data.numpy()
 
     def count_frames(self) -> int:
         count = self.index.num_frames
@@ -476,7 +518,7 @@ class VideoSource:
         requested_backend: the backend asked for.
     """
 
-    def __init__(self, path: Path, index: FrameIndex, backend: str, threads: int):
+    def __init__(self, path: Path, index: FrameIndex, backend: str, threads: int, container=None, fresh=True):
         self.path = path
         self.requested_backend = backend
         self.threads = threads
@@ -492,7 +534,9 @@ class VideoSource:
             if why is not None:
                 _log_routed(path, backend, why)
         if self._reader is None:
-            self._reader = _PyAVReader(path, index, threads)
+            self._reader = _PyAVReader(path, index, threads, container, fresh)
+        elif container is not None:
+            container.close()
 
     def _set_index(self, index: FrameIndex) -> None:
         self.index = index
@@ -530,9 +574,16 @@ class VideoSource:
             raise
         except Exception as err:  # every backend has its own error zoo; callers need one type
             raise VideoDecodeError(self.path, f"decoding failed: {type(err).__name__}: {err}") from err
-        inverse_t = torch.from_numpy(inverse.reshape(-1).astype(np.int64))
-        times = torch.from_numpy(self.index.times[unique])
-        return DecodedClip(frames[inverse_t], times[inverse_t], torch.from_numpy(indices.copy()))
+        # numpy, not torch, for the bookkeeping: a torch op here wakes its OpenMP threads, which then
+        # spin for a while on the cores the decoder needs (measured 10-20% slower clips on 2 cores)
+        inverse = inverse.reshape(-1)
+        if unique.size != indices.size or not np.array_equal(unique, indices):
+            frames = frames[inverse]
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
+        times = self.index.times[unique][inverse]
+        return DecodedClip(
+            torch.from_numpy(frames), torch.from_numpy(times), torch.from_numpy(indices.copy())
+        )
 
     def _check_range(self, unique: np.ndarray) -> None:
         if unique[0] < 0 or unique[-1] >= self.info.num_frames:
@@ -541,7 +592,7 @@ class VideoSource:
                 f"got [{unique[0]}, {unique[-1]}]"
             )
 
-    def _read(self, unique: np.ndarray) -> torch.Tensor:
+    def _read(self, unique: np.ndarray) -> np.ndarray:
         try:
             return self._reader.read(unique)
         except _Unsuitable as why:
@@ -552,7 +603,7 @@ class VideoSource:
         except _IndexMismatch as why:
             return self._reindex_and_read(unique, str(why))
 
-    def _reindex_and_read(self, unique: np.ndarray, why: str) -> torch.Tensor:
+    def _reindex_and_read(self, unique: np.ndarray, why: str) -> np.ndarray:
         """The packets promised a frame the decoder never produced: index by decoding, once."""
         if self.index.from_decoding:
             raise VideoDecodeError(self.path, f"decoding failed: {why}")
@@ -606,10 +657,27 @@ def open_video(
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an integer >= 0, got {threads!r}")
     path = Path(path)
-    index = frame_index(path)
+    container = fresh = None
+    if backend == "pyav":
+        # one container for the index (on a cache miss) and the decoding: bigger files spend as
+        # long opening (parsing the index of an MP4) as decoding a clip
+        check_video_file(path)
+        container = open_container(path)
+        try:
+            index = cached_frame_index(path)
+            fresh = index is not None  # else the container reads the index and ends at the file's end
+            if index is None:
+                index = frame_index(path, container)
+        except BaseException:
+            container.close()
+            raise
+    else:
+        index = frame_index(path)
     if not allow_truncated and index.truncated is not None:
+        if container is not None:
+            container.close()
         raise VideoDecodeError(path, index.truncated)
-    return VideoSource(path, index, backend, threads)
+    return VideoSource(path, index, backend, threads, container, fresh is not False)
 
 
 def decode_clip(

@@ -25,6 +25,7 @@ modification time, so a dataset that opens a video every epoch demuxes it once p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -44,7 +45,7 @@ TRUNCATION_TOLERANCE_FRAMES = 2
 # MPEG-4 part 2 picture (VOP) start code: a packet with two of them is a "packed B-frame" chunk
 _VOP_START_CODE = b"\x00\x00\x01\xb6"
 
-_CACHE_SIZE = 2048
+_cache_size = 2048
 
 
 class VideoDecodeError(RuntimeError):
@@ -198,7 +199,8 @@ class FrameIndex:
 # ------------------------------------------------------------------------------------------------
 
 
-def _open_container(path: Path):
+def open_container(path: Path):
+    """``av.open(path)``, failures as ``VideoDecodeError``."""
     import av
 
     try:
@@ -207,7 +209,8 @@ def _open_container(path: Path):
         raise VideoDecodeError(path, f"cannot open: {type(err).__name__}: {err}") from err
 
 
-def _check_file(path: Path) -> None:
+def check_video_file(path: Path) -> None:
+    """``VideoDecodeError`` unless ``path`` is an existing, non-empty regular file."""
     if not path.exists():
         raise VideoDecodeError(path, "file does not exist")
     if not path.is_file():
@@ -232,13 +235,19 @@ def _stream_facts(path: Path, container) -> dict:
     }
 
 
-def build_frame_index(path: str | Path) -> FrameIndex:
+def build_frame_index(path: str | Path, container=None) -> FrameIndex:
     """Index ``path`` by demuxing its video packets (no decoding). Raises ``VideoDecodeError`` when
-    the file is missing, empty, not a video, or holds no video packet."""
+    the file is missing, empty, not a video, or holds no video packet.
+
+    ``container``: an open PyAV container of ``path`` to read with (left open, at the end of the
+    file; a decoder that goes on using it saves opening the file twice). Default: open one."""
     path = Path(path)
-    _check_file(path)
-    container = _open_container(path)
-    with container:
+    if container is None:
+        check_video_file(path)
+        container = open_container(path)
+    else:
+        container = contextlib.nullcontext(container)
+    with container as container:
         facts = _stream_facts(path, container)
         stream = facts.pop("stream")
         time_base = stream.time_base or Fraction(1, 90000)
@@ -334,7 +343,7 @@ def index_by_decoding(path: str | Path, threads: int = 1) -> FrameIndex:
     one make the index count-based (``timestamps_reliable=False``)."""
     path = Path(path)
     packets = frame_index(path)
-    container = _open_container(path)
+    container = open_container(path)
     with container:
         facts = _stream_facts(path, container)
         stream = facts.pop("stream")
@@ -404,21 +413,30 @@ def _remember(path: Path, index: FrameIndex) -> None:
     with _cache_lock:
         _cache[key] = index
         _cache.move_to_end(key)
-        while len(_cache) > _CACHE_SIZE:
+        while len(_cache) > _cache_size:
             _cache.popitem(last=False)
 
 
-def frame_index(path: str | Path) -> FrameIndex:
-    """``build_frame_index(path)``, cached per process (a changed file is indexed again)."""
+def cached_frame_index(path: str | Path) -> FrameIndex | None:
+    """The cached index of ``path`` if it is still current, else ``None``."""
+    key = _cache_key(Path(path))
+    if key is None:
+        return None
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+        return cached
+
+
+def frame_index(path: str | Path, container=None) -> FrameIndex:
+    """``build_frame_index(path, container)``, cached per process (a changed file is indexed
+    again; ``container`` is only read on a cache miss)."""
     path = Path(path)
-    key = _cache_key(path)
-    if key is not None:
-        with _cache_lock:
-            cached = _cache.get(key)
-            if cached is not None:
-                _cache.move_to_end(key)
-                return cached
-    index = build_frame_index(path)
+    cached = cached_frame_index(path)
+    if cached is not None:
+        return cached
+    index = build_frame_index(path, container)
     _remember(path, index)
     return index
 
@@ -427,3 +445,16 @@ def clear_frame_index_cache() -> None:
     """Forget every cached index (tests, or files rewritten within one mtime tick)."""
     with _cache_lock:
         _cache.clear()
+
+
+def set_frame_index_cache_size(size: int) -> int:
+    """Keep at most ``size`` indices per process (0 disables the cache); returns the old size.
+    DataLoader workers started after the call (fork) inherit it."""
+    global _cache_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"size must be an integer >= 0, got {size!r}")
+    with _cache_lock:
+        old, _cache_size = _cache_size, size
+        while len(_cache) > _cache_size:
+            _cache.popitem(last=False)
+    return old

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from video_variants import read_numbers, stamp_numbers, write_variants
 
 from softpool_video.data.synthetic import generate_synthetic_dataset, write_video
+from softpool_video.data.testing import read_numbers, stamp_numbers, write_variants
 
 
 def barcode_frames(num_frames: int, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from video_variants import read_numbers
 
 from softpool_video.data.decoders import VideoDecodeError, decode_video
+from softpool_video.data.testing import read_numbers
 from softpool_video.visualize import decode_video as visualize_decode_video
 
 

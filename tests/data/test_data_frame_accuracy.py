@@ -13,10 +13,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-from video_variants import read_numbers
 
 from softpool_video.data import ClipSampler, VideoClipDataset, VideoRecord, open_video
 from softpool_video.data.decoders import available_backends
+from softpool_video.data.frame_index import clear_frame_index_cache
+from softpool_video.data.testing import read_numbers
 
 BACKENDS = [b for b in ("pyav", "decord", "torchcodec") if b in available_backends()]
 VARIANTS = [
@@ -78,6 +79,19 @@ def test_every_backend_returns_exactly_the_requested_frames(video_variants, name
             np.testing.assert_allclose(clip.times.numpy(), variant.times[wanted], atol=1e-6)
         expected = "pyav" if name in NOT_EXACT.get(backend, ()) else backend
         assert video.backend == expected
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_pyav_is_exact_whether_the_index_is_cached_or_read_on_open(video_variants, name):
+    """A cache miss reads the index with the container that then decodes (left at the file's end)."""
+    variant = video_variants[name]
+    wanted = [0, 1, variant.num_frames - 1, 5, 0]
+    for cached in (False, True):
+        if not cached:
+            clear_frame_index_cache()
+        with open_video(variant.path) as video:
+            assert read_numbers(video.decode(wanted).frames) == wanted
+            assert read_numbers(video.decode([0]).frames) == [0]
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "pyav"])

