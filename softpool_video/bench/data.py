@@ -260,10 +260,10 @@ def _compare_loaders(spec: DatasetSpec, decoder: str, workers: int, args) -> Loa
 
 def _decode_windows(spec: DatasetSpec, count: int, seed: int) -> list[tuple[Path, np.ndarray]]:
     """The same random clips for everyone: ``(path, instants)``, instants on the presentation
-    timeline (seconds), ``num_frames`` of them ``step_seconds`` apart."""
+    timeline (seconds), ``num_frames`` of them ``step_seconds`` apart; at least one per file."""
     rng = random.Random(seed)
     windows = []
-    for k in range(count):
+    for k in range(max(count, len({r.path for r in spec.records}))):
         path = spec.records[k % len(spec.records)].path
         index = frame_index(path)
         slack = max(index.duration - spec.clip_seconds, 0.0)

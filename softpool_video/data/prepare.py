@@ -191,7 +191,9 @@ def reencode_video(source: str | Path, target: str | Path, short_side: int = 256
         RuntimeError: the copy does not match its source.
     """
     import av
+    from av.video.reformatter import VideoReformatter
 
+    scaler = VideoReformatter()  # one scaling context for every frame
     source, target = Path(source), Path(target)
     try:
         source_index = frame_index(source)
@@ -223,7 +225,7 @@ def reencode_video(source: str | Path, target: str | Path, short_side: int = 256
                     for frame in src.decode(stream):
                         if decoded >= source_index.num_frames:
                             break
-                        resized = frame.reformat(width=out_w, height=out_h, format="yuv420p")
+                        resized = scaler.reformat(frame, width=out_w, height=out_h, format="yuv420p")
                         resized.pts, resized.time_base = int(source_index.pts[decoded]), time_base
                         decoded += 1
                         for packet in out.encode(resized):
