@@ -344,7 +344,14 @@ class _PyAVReader:
         expected = None  # the index the next trusted frame must have
         started = False
         for packet in packets:
-            if expected is None and packet.pts is not None and packet.is_keyframe and packet.size:
+            # decoding starts at a keyframe, or at frame 0 (files whose packets carry no keyframe
+            # flags: the first packet of a stream is decodable)
+            if (
+                expected is None
+                and packet.pts is not None
+                and packet.size
+                and (packet.is_keyframe or self._position_of.get(packet.pts) == 0)
+            ):
                 expected = self._position_of.get(packet.pts)
                 if expected is None:
                     raise _TimestampsMislead(
