@@ -158,3 +158,15 @@ def test_an_unlabelled_split_gives_predictions_and_no_metrics(trained, synthetic
     assert sorted(row["video"] for row in rows) == sorted(str(p) for p in copies)
     assert all(row["label"] == "" and row["correct"] == "" and row["top1"] for row in rows)
     assert all(float(row["top1_score"]) > 0 for row in rows)
+
+
+def test_predict_classifies_vfr_long_audio_and_packed_bframe_files(trained, tmp_path):
+    """Valid real-world files are not refused (they were: 'no frame could be decoded')."""
+    from softpool_video.data.testing import write_variants
+
+    variants = write_variants(tmp_path / "variants", count=24)
+    predictor = Predictor(trained.best_checkpoint, device="cpu", num_clips=2, num_crops=1)
+    names = ["mkv_vfr", "webm_audio_longer", "avi_xvid_packed_bframes", "mkv_starts_at_1.5s"]
+    for prediction in predictor.predict_many([variants[name].path for name in names]):
+        assert prediction.ok, prediction.error
+        assert prediction.num_views == 2 and sum(prediction.probabilities) == pytest.approx(1.0)
