@@ -122,7 +122,10 @@ setup(
         "pillow>=10",
     ],
     extras_require={
+        # torchcodec decodes with the system's FFmpeg libraries (apt-get install ffmpeg)
+        "torchcodec": ["torchcodec>=0.14,<1"],
         "dev": [
+            "torchcodec>=0.14,<1",  # the tests exercise every decoding backend
             "pytest==9.2.0",
             "hypothesis==6.170.15",
             "ruff==0.17.5",

@@ -235,7 +235,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    from softpool_video.visualize.decode import VideoDecodeError, decode_video
+    from softpool_video.data.decoders import VideoDecodeError, decode_video
     from softpool_video.visualize.pipeline import pool_all_methods
     from softpool_video.visualize.retention import retention_rows
 

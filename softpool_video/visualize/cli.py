@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}\n(see `{PROG} --help`)", file=sys.stderr)
         return 2
 
-    from softpool_video.visualize.decode import VideoDecodeError
+    from softpool_video.data.decoders import VideoDecodeError
 
     unreadable: tuple[type[Exception], ...] = (FileNotFoundError, VideoDecodeError)
     try:
