@@ -176,7 +176,8 @@ def compose_config(
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():
-        # Inside a running Hydra app the search path is already the app's (with its --config-dir).
+        # Inside a running Hydra app compose with the app's search path (its --config-dir included);
+        # config_dirs cannot change it there.
         return compose(config_name=config_name, overrides=list(overrides))
     for directory in config_dirs:
         if not Path(directory).is_dir():
