@@ -76,7 +76,7 @@ def run_eval(cfg: DictConfig) -> int:
 def _hydra_main(config_name: str, task: Callable[[DictConfig], int], argv: Sequence[str] | None) -> int:
     import hydra
 
-    from softpool_video.train.config import conf_dir
+    from softpool_video.train.config import conf_dir, config_dirs_in_argv, user_configs_first
 
     codes: list[int] = []
 
@@ -88,7 +88,9 @@ def _hydra_main(config_name: str, task: Callable[[DictConfig], int], argv: Seque
     if argv is not None:
         sys.argv = [saved[0] if saved else config_name, *argv]
     try:
-        app()
+        # --config-dir DIR: DIR's configs come before the packaged ones (Hydra alone puts them after).
+        with user_configs_first(config_dirs_in_argv(sys.argv[1:])):
+            app()
     finally:
         sys.argv = saved
     return max(codes, default=EXIT_OK)
