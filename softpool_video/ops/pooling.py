@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from softpool_video.ops import _extension
+from softpool_video.ops import _extension, _registration  # noqa: F401  (_registration: fake kernels, autograd)
 from softpool_video.ops.reference import soft_pool3d_reference
 
 __all__ = [
