@@ -17,11 +17,16 @@
 
 namespace softpool_video {
 
+// Sizes and geometry entries stay below 2^31, so that every index product in the kernels
+// (adaptive o * in, reach (kernel - 1) * dilation, ...) fits in 64 bits.
+constexpr int64_t kMaxExtent = (int64_t{1} << 31) - 1;
+
 inline void check_triple(c10::IntArrayRef values, const char* name, int64_t minimum) {
   TORCH_CHECK(values.size() == kPoolDims, "softpool_video: ", name, " must have 3 entries (T, H, W), got ",
               values.size());
   for (int64_t v : values) {
     TORCH_CHECK(v >= minimum, "softpool_video: ", name, " entries must be >= ", minimum, ", got ", values);
+    TORCH_CHECK(v <= kMaxExtent, "softpool_video: ", name, " entries must be < 2^31, got ", values);
   }
 }
 
@@ -49,6 +54,8 @@ inline void check_input(const at::Tensor& input) {
   for (int d = 2; d < 5; ++d) {
     TORCH_CHECK(input.size(d) >= 1, "softpool_video: input has an empty spatial dimension, shape ", input.sizes(),
                 " (only the batch and channel dimensions may be 0)");
+    TORCH_CHECK(input.size(d) <= kMaxExtent, "softpool_video: input spatial sizes must be < 2^31, got ",
+                input.sizes());
   }
 }
 

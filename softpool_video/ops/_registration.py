@@ -254,13 +254,41 @@ if HAVE_EXTENSION:
         residual = torch.empty(shape, dtype=stat, device=x.device, memory_format=fmt)
         return output, offset, residual
 
+    def _check_derivative_fake(name, first, x, output, offset, residual, first_shape):
+        """The shape and device checks of the kernels (softpool_launch.h), for traced calls."""
+        tensors = {
+            name: first,
+            "input": x,
+            "output": output,
+            "log_weight_offset": offset,
+            "output_residual": residual,
+        }
+        for key, t in tensors.items():
+            torch._check(
+                t.device == x.device,
+                lambda key=key, t=t: f"softpool_video: {key} is on {t.device} but input is on {x.device}",
+            )
+        for key, t, shape in (
+            (name, first, first_shape),
+            ("log_weight_offset", offset, output.shape),
+            ("output_residual", residual, output.shape),
+        ):
+            torch._check(
+                t.shape == shape,
+                lambda key=key, t=t, shape=shape: (
+                    f"softpool_video: {key} must have shape {tuple(shape)}, got {tuple(t.shape)}"
+                ),
+            )
+
     @torch.library.register_fake("softpool_video::soft_pool3d_backward")
     def _soft_pool3d_backward_fake(grad_output, x, output, offset, residual, *geometry):
+        _check_derivative_fake("grad_output", grad_output, x, output, offset, residual, output.shape)
         fmt = torch.channels_last_3d if output_is_channels_last(x) else torch.contiguous_format
         return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
     @torch.library.register_fake("softpool_video::soft_pool3d_jvp")
     def _soft_pool3d_jvp_fake(tangent, x, output, offset, residual, *geometry):
+        _check_derivative_fake("input_tangent", tangent, x, output, offset, residual, x.shape)
         fmt = torch.channels_last_3d if output_is_channels_last(x) else torch.contiguous_format
         return torch.empty(output.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 

@@ -181,7 +181,9 @@ def test_saves_input_output_and_two_float_statistics(dtype):
         y = sv.soft_pool3d(x, (1, 3, 3), (1, 2, 2), (0, 1, 1))
     stat = torch.float64 if dtype == torch.float64 else torch.float32
     found = sorted((tuple(t.shape), str(t.dtype)) for t in saved)
-    expected = [(tuple(x.shape), str(dtype)), (tuple(y.shape), str(dtype))] + [(tuple(y.shape), str(stat))] * 2
+    expected = [(tuple(x.shape), str(dtype)), (tuple(y.shape), str(dtype))] + [
+        (tuple(y.shape), str(stat))
+    ] * 2
     assert found == sorted(expected)
 
 
