@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from softpool_video.ops import reference
 from softpool_video.ops._extension import EXTENSION_ERROR, HAVE_EXTENSION
@@ -55,8 +56,37 @@ def cpu_kernel_variant(variant: str):
 
 
 def output_is_channels_last(x: torch.Tensor) -> bool:
-    """The layout rule of the kernels (softpool_launch.h: use_channels_last)."""
-    return x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    """The layout rule of the kernels (softpool_launch.h: use_channels_last).
+
+    With symbolic sizes (tracing) it is decided from what is statically known, without adding a
+    guard: a guard raised while tracing a backward cannot be checked before the forward runs. Dynamic
+    dimensions are >= 2, so the stride pattern alone tells the layouts apart there.
+    """
+    if not any(isinstance(v, torch.SymInt) for v in (*x.shape, *x.stride())):
+        return x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    return _known_dense_in_order(x, (1, 4, 3, 2, 0)) and not _known_dense_in_order(x, (4, 3, 2, 1, 0))
+
+
+def _known_dense_in_order(x: torch.Tensor, order) -> bool:
+    """Whether x is provably dense with its dimensions laid out in ``order`` (fastest first); size-1
+    dimensions may have any stride, as in torch's contiguity rules."""
+    expected = 1
+    for dim in order:
+        size = x.shape[dim]
+        if not (isinstance(size, int) and size == 1):
+            if not statically_known_true(x.stride(dim) == expected):
+                return False
+        expected = expected * size
+    return True
+
+
+def _check_fake_argument(name: str, t: torch.Tensor, x: torch.Tensor, shape) -> None:
+    """The device and shape checks of the kernels (softpool_launch.h) for traced calls, guard-free:
+    only a provable mismatch raises."""
+    if t.device != x.device:
+        raise RuntimeError(f"softpool_video: {name} is on {t.device} but input is on {x.device}")
+    if len(t.shape) != len(shape) or any(statically_known_true(a != b) for a, b in zip(t.shape, shape)):
+        raise RuntimeError(f"softpool_video: {name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
 
 
 def statistic_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -255,30 +285,10 @@ if HAVE_EXTENSION:
         return output, offset, residual
 
     def _check_derivative_fake(name, first, x, output, offset, residual, first_shape):
-        """The shape and device checks of the kernels (softpool_launch.h), for traced calls."""
-        tensors = {
-            name: first,
-            "input": x,
-            "output": output,
-            "log_weight_offset": offset,
-            "output_residual": residual,
-        }
-        for key, t in tensors.items():
-            torch._check(
-                t.device == x.device,
-                lambda key=key, t=t: f"softpool_video: {key} is on {t.device} but input is on {x.device}",
-            )
-        for key, t, shape in (
-            (name, first, first_shape),
-            ("log_weight_offset", offset, output.shape),
-            ("output_residual", residual, output.shape),
-        ):
-            torch._check(
-                t.shape == shape,
-                lambda key=key, t=t, shape=shape: (
-                    f"softpool_video: {key} must have shape {tuple(shape)}, got {tuple(t.shape)}"
-                ),
-            )
+        _check_fake_argument(name, first, x, first_shape)
+        _check_fake_argument("output", output, x, output.shape)
+        _check_fake_argument("log_weight_offset", offset, x, output.shape)
+        _check_fake_argument("output_residual", residual, x, output.shape)
 
     @torch.library.register_fake("softpool_video::soft_pool3d_backward")
     def _soft_pool3d_backward_fake(grad_output, x, output, offset, residual, *geometry):
