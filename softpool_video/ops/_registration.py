@@ -1,5 +1,5 @@
 """Python-side registrations of the compiled SoftPool ops: fake kernels, autograd in reverse and
-forward mode to any order, batching rules, and the decomposition that ONNX export uses.
+forward mode to any order, and batching rules.
 
 The ops themselves (schemas and CPU/CUDA kernels) come from ``softpool_video._C``, loaded by
 ``_extension.py``:
@@ -63,7 +63,7 @@ def output_is_channels_last(x: torch.Tensor) -> bool:
     dimensions are >= 2, so the stride pattern alone tells the layouts apart there.
     """
     if not any(isinstance(v, torch.SymInt) for v in (*x.shape, *x.stride())):
-        return x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+        return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
     return _known_dense_in_order(x, (1, 4, 3, 2, 0)) and not _known_dense_in_order(x, (4, 3, 2, 1, 0))
 
 
@@ -73,9 +73,9 @@ def _known_dense_in_order(x: torch.Tensor, order) -> bool:
     expected = 1
     for dim in order:
         size = x.shape[dim]
-        if not (isinstance(size, int) and size == 1):
-            if not statically_known_true(x.stride(dim) == expected):
-                return False
+        size_one = isinstance(size, int) and size == 1
+        if not size_one and not statically_known_true(x.stride(dim) == expected):
+            return False
         expected = expected * size
     return True
 
@@ -361,16 +361,3 @@ if HAVE_EXTENSION:
     torch.library.register_vmap(
         "softpool_video::soft_pool3d_jvp", _derivative_vmap(torch.ops.softpool_video.soft_pool3d_jvp)
     )
-
-    # ONNX export (torch.onnx.export(..., dynamo=True)) decomposes every op it has no translation
-    # for with the entries of torch._decomp's global table: this one turns SoftPool into standard
-    # ops (Gather, ReduceMax, Exp, ...; the window max is subtracted, as in the kernels). Nothing
-    # else uses that table (torch.compile and torch.export keep the fused op).
-    @torch._decomp.register_decomposition(torch.ops.softpool_video.soft_pool3d.default)
-    def _soft_pool3d_decomposition(
-        x, output_size, kernel_size, stride, padding, dilation, adaptive, temperature
-    ):
-        geometry = PoolGeometry.from_op_args(
-            output_size, kernel_size, stride, padding, dilation, adaptive, temperature
-        )
-        return reference.soft_pool3d_composite(x, geometry)

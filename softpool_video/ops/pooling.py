@@ -87,6 +87,10 @@ def _lift(values: tuple[int, ...], dims: int, fill: int) -> tuple[int, int, int]
 
 
 def _run(x5: torch.Tensor, geometry: PoolGeometry) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no SoftPool: export the composite of standard ops (Gather, ReduceMax, Exp, ...;
+        # the window max is subtracted, as in the kernels), which any ONNX runtime runs.
+        return soft_pool3d_composite(x5, geometry)[0]
     if _extension.HAVE_EXTENSION:
         return _registration.soft_pool3d(x5, geometry)
     _extension.warn_fallback_once()

@@ -166,3 +166,41 @@ def test_jvp_of_special_windows():
     assert tangent[..., 1] == 3.0  # all of it from the +inf tap
     assert tangent[..., 2] == 6.0  # all -inf: the mean of the tied taps' tangents
     assert tangent[..., 3] == 8.0  # the -inf tap has weight 0
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_cuda_matches_cpu_for_statistics_jvp_and_second_derivatives(name, dtype):
+    shape, fn = GEOMETRIES[name]
+    x = (torch.randn(shape, dtype=torch.float64) * 2).to(dtype)
+    v = torch.randn_like(x)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    (y_cpu, t_cpu), (y_gpu, t_gpu) = (
+        torch.func.jvp(fn, (a,), (b,)) for a, b in ((x, v), (x.cuda(), v.cuda()))
+    )
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=tol, atol=tol)
+    torch.testing.assert_close(t_gpu.cpu(), t_cpu, rtol=tol, atol=tol)
+    if dtype == torch.float64:
+        x_gpu = x.cuda().requires_grad_()
+        assert torch.autograd.gradgradcheck(fn, (x_gpu,))
+        loss = lambda t: fn(t).sin().sum()  # noqa: E731
+        torch.testing.assert_close(torch.func.hessian(loss)(x.cuda()).cpu(), torch.func.hessian(loss)(x))
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_statistics_match_cpu_at_large_magnitude():
+    x = 1e6 + 3 * torch.randn(2, 8, 2, 12, 20)
+    outputs = [
+        torch.ops.softpool_video.soft_pool3d(
+            t, [2, 6, 10], [1, 3, 3], [1, 2, 2], [0, 1, 1], [1, 1, 1], False, 1.0
+        )
+        for t in (x, x.cuda())
+    ]
+    for cpu, gpu in zip(*outputs):
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-6, atol=1e-5)

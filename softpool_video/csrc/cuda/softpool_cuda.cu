@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "softpool_launch.h"
 
 namespace softpool_video {
@@ -33,7 +35,7 @@ struct Tensor5 {
   T* data;
   Layout5 s;
   __device__ __forceinline__ T* plane(int64_t n, int64_t c) const { return data + n * s.n + c * s.c; }
-  __device__ __forceinline__ PooledPlane<T> pooled(int64_t n, int64_t c) const {
+  __device__ __forceinline__ PooledPlane<std::remove_const_t<T>> pooled(int64_t n, int64_t c) const {
     return {data + n * s.n + c * s.c, Strides3{s.t, s.h, s.w}};
   }
   __device__ __forceinline__ T& at(int64_t n, int64_t c, int64_t a, int64_t b, int64_t d) const {
