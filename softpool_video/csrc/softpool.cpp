@@ -1,7 +1,8 @@
 // Operator schemas of the softpool_video namespace and the Python module stub.
 //
 // Kernels are registered per backend: cpu/softpool_cpu.cpp and cuda/softpool_cuda.cu.
-// Fake (meta) kernels and autograd live in Python (softpool_video/ops/_registration.py).
+// Fake (meta) kernels, autograd (reverse and forward mode, any order) and batching rules live in
+// Python (softpool_video/ops/_registration.py).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -16,15 +17,26 @@ extern "C" PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(softpool_video, m) {
-  // input (N, C, T, H, W) -> (output (N, C, oT, oH, oW), log_normalizer of the same shape).
-  // log_normalizer = log(sum over the window of exp(x / temperature)), float32 (float64 for double).
+  // input (N, C, T, H, W) -> output (N, C, oT, oH, oW) and two statistics of the same shape that the
+  // derivatives need (float32; float64 for double input), relative to the stored output y:
+  //   log_weight_offset = (y - max) / T - log(sum_window exp((x - max) / T))
+  //   output_residual   = (unrounded output - y) / T
+  // (softpool_kernel.h explains why). output_size is symbolic so that traced graphs (torch.compile
+  // with dynamic shapes, torch.export) keep it as an expression of the input size.
   m.def(
-      "soft_pool3d(Tensor input, int[3] output_size, int[3] kernel_size, int[3] stride, int[3] padding, "
-      "int[3] dilation, bool adaptive, float temperature) -> (Tensor, Tensor)");
+      "soft_pool3d(Tensor input, SymInt[3] output_size, int[3] kernel_size, int[3] stride, int[3] padding, "
+      "int[3] dilation, bool adaptive, float temperature) -> (Tensor output, Tensor log_weight_offset, "
+      "Tensor output_residual)");
+  // dL/dinput from dL/doutput (reverse mode); the geometry's output size is output's.
   m.def(
-      "soft_pool3d_backward(Tensor grad_output, Tensor input, Tensor output, Tensor log_normalizer, "
-      "int[3] kernel_size, int[3] stride, int[3] padding, int[3] dilation, bool adaptive, "
-      "float temperature) -> Tensor");
+      "soft_pool3d_backward(Tensor grad_output, Tensor input, Tensor output, Tensor log_weight_offset, "
+      "Tensor output_residual, int[3] kernel_size, int[3] stride, int[3] padding, int[3] dilation, "
+      "bool adaptive, float temperature) -> Tensor");
+  // d output from d input (forward mode): output-shaped, sum over each window of J_i * input_tangent_i.
+  m.def(
+      "soft_pool3d_jvp(Tensor input_tangent, Tensor input, Tensor output, Tensor log_weight_offset, "
+      "Tensor output_residual, int[3] kernel_size, int[3] stride, int[3] padding, int[3] dilation, "
+      "bool adaptive, float temperature) -> Tensor");
   // Test hook: false forces the CPU kernels onto the shared scalar body (the code the GPU runs)
   // instead of the vectorised fast path. Returns the previous setting.
   m.def("_set_cpu_vectorized(bool enabled) -> bool", &softpool_video::set_cpu_vectorized);

@@ -3,13 +3,28 @@
 // For every (n, c) plane and output position o, over the window W(o) of input positions that lie
 // inside the input (padding is never counted):
 //     s_i = softmax_{j in W}(x_j / T)_i,    y_o = sum_{i in W} s_i * x_i
-// and the exact gradient
-//     dL/dx_i = sum_{o : i in W(o)} g_o * s_i * (1 + (x_i - y_o) / T),
-// with s_i recovered in backward from the one statistic saved per window,
-//     lse_o = max_j(x_j) / T + log(sum_j exp((x_j - max) / T))   (= log sum_j exp(x_j / T)).
+// and the derivative of y_o with respect to each of its inputs
+//     J_i = dy_o/dx_i = s_i * (1 + (x_i - y_o) / T),
+// which gives the gradient dL/dx_i = sum_{o : i in W(o)} g_o J_i and the forward-mode tangent
+// dy_o = sum_{i in W(o)} J_i dx_i.
 //
-// Special values: NaN in a window gives NaN; +inf gives +inf; -inf entries get weight 0; a window
-// that is all -inf, or empty (possible with dilation, as in max_pool), gives -inf like max_pool.
+// Saved statistics. Backward needs s_i and x_i - y_o to full float precision even when |x| / T is
+// huge (x_i / T - log sum exp(x_j / T) cancels catastrophically there) and even when the output is
+// stored in half precision. Both are therefore taken relative to the stored output value y (the
+// number the output tensor holds, an exact value of the input dtype), with two small float
+// statistics per window:
+//     log_weight_offset  l = (y - m) / T - log(sum_j exp((x_j - m) / T))      (m = window max)
+//     output_residual    r = (y_exact - y) / T          (y_exact: the unrounded float result)
+// so that s_i = exp((x_i - y) / T + l) and (x_i - y_exact) / T = (x_i - y) / T - r. Both are
+// bounded by a few units of the window size (|y - m| <= 2 |y_exact - m| <= 2 T K / e), so their
+// float rounding is negligible at every scale.
+//
+// Special values (forward): NaN in a window gives NaN; +inf gives +inf; -inf entries get weight 0;
+// a window that is all -inf gives -inf, and an empty window (possible with dilation, as in
+// max_pool) gives -inf. Derivatives: a NaN window sends NaN to each of its inputs; a window whose
+// maximum is infinite (+inf, or all -inf) is the limit of a tie: its taps equal to the maximum share
+// the derivative equally (each J_i = 1 / count, like max_pool's gradient to its maximum), the others
+// get 0; inputs of weight 0 (-inf, or underflowed far below the window max) get exactly 0.
 //
 // Everything here is a HOST_DEVICE inline function of plain arguments (no ATen types) so that the
 // CPU launcher runs, and the CPU tests exercise, exactly the code the GPU runs. 1D and 2D pooling
@@ -31,7 +46,8 @@ constexpr int kPoolDims = 3;  // (T, H, W)
 
 // Pooling geometry of the three pooled dimensions. With `adaptive`, the window of output o along a
 // dimension is [floor(o * in / out), ceil((o + 1) * in / out)) as in torch's adaptive pooling, and
-// kernel/stride/padding/dilation are unused.
+// kernel/stride/padding/dilation are unused. The launchers validate it (softpool_launch.h) before
+// any kernel runs: every size is >= 1.
 struct Geometry {
   int64_t input_size[kPoolDims];
   int64_t output_size[kPoolDims];
@@ -42,9 +58,24 @@ struct Geometry {
   bool adaptive;
 };
 
+// The temperature of each (n, c) plane, in one place: one value for every channel today.
+template <typename acc_t>
+struct Temperature {
+  acc_t inverse_value;  // 1 / T
+  SOFTPOOL_HOST_DEVICE acc_t inverse(int64_t /*channel*/) const { return inverse_value; }
+};
+
 // Element strides of a tensor along (T, H, W).
 struct Strides3 {
   int64_t t, h, w;
+};
+
+// One (n, c) plane of an output-shaped tensor, addressed through its own strides.
+template <typename T>
+struct PooledPlane {
+  const T* data;
+  Strides3 s;
+  SOFTPOOL_HOST_DEVICE T at(int64_t ot, int64_t oh, int64_t ow) const { return data[ot * s.t + oh * s.h + ow * s.w]; }
 };
 
 // The input positions of one window along one dimension, already clipped to the input:
@@ -115,33 +146,60 @@ SOFTPOOL_HOST_DEVICE acc_t softpool_infinity() {
   return static_cast<acc_t>(INFINITY);
 }
 
+template <typename acc_t>
+SOFTPOOL_HOST_DEVICE bool is_infinite(acc_t v) {
+  return v == softpool_infinity<acc_t>() || v == -softpool_infinity<acc_t>();
+}
+
+// What the forward of one window produces: the stored output (already rounded to the output dtype
+// scalar_t, held in acc_t) and the two saved statistics described at the top of this file.
+template <typename acc_t>
+struct WindowResult {
+  acc_t output;
+  acc_t log_weight_offset;
+  acc_t output_residual;
+};
+
+// The statistics of a window with a finite maximum m, from the weighted mean offset
+// delta = sum_j w_j (x_j - m) / sum_j w_j and log_denominator = log(sum_j w_j), w_j = exp((x_j - m) / T).
+// Shared by the scalar body and the vectorised CPU path.
+template <typename scalar_t, typename acc_t>
+SOFTPOOL_HOST_DEVICE WindowResult<acc_t> finish_window(acc_t max_x, acc_t delta, acc_t log_denominator,
+                                                       acc_t inv_temperature) {
+  const acc_t stored = static_cast<acc_t>(static_cast<scalar_t>(max_x + delta));
+  // (max - stored) is exact (both are values of the input dtype and close); adding delta rounds once
+  return {stored, (stored - max_x) * inv_temperature - log_denominator, ((max_x - stored) + delta) * inv_temperature};
+}
+
 // Forward of one output element. `plane` points at input element (n, c, 0, 0, 0); the spans are
-// the window along T, H, W. Writes the output value and the window statistic (log-sum-exp of x/T).
-template <typename acc_t, typename scalar_t>
-SOFTPOOL_HOST_DEVICE void forward_window(const scalar_t* plane, Strides3 in, Span st, Span sh, Span sw,
-                                         acc_t inv_temperature, acc_t* value, acc_t* log_normalizer) {
+// the window along T, H, W.
+template <typename scalar_t, typename acc_t>
+SOFTPOOL_HOST_DEVICE WindowResult<acc_t> forward_window(const scalar_t* plane, Strides3 in, Span st, Span sh,
+                                                        Span sw, acc_t inv_temperature) {
   const acc_t inf = softpool_infinity<acc_t>();
-  // Pass 1: the window maximum (subtracted before exp, so no overflow whatever the input range).
+  // Pass 1: the window maximum (subtracted before exp, so no overflow whatever the input range),
+  // and how many taps equal it (the tie count defines the derivative of an infinite maximum).
   acc_t max_x = -inf;
+  int64_t ties = 0;
   for (int64_t a = 0; a < st.count; ++a) {
     const scalar_t* p_t = plane + (st.first + a * st.step) * in.t;
     for (int64_t b = 0; b < sh.count; ++b) {
       const scalar_t* p_h = p_t + (sh.first + b * sh.step) * in.h;
       for (int64_t c = 0; c < sw.count; ++c) {
         const acc_t x = static_cast<acc_t>(p_h[(sw.first + c * sw.step) * in.w]);
-        if (x != x) {  // NaN
-          *value = x;
-          *log_normalizer = x;
-          return;
+        if (x != x) return {x, x, x};  // NaN
+        if (x > max_x) {
+          max_x = x;
+          ties = 1;
+        } else if (x == max_x) {
+          ++ties;
         }
-        max_x = x > max_x ? x : max_x;
       }
     }
   }
-  if (max_x == inf || max_x == -inf) {  // +inf dominates; all -inf or empty window gives -inf
-    *value = max_x;
-    *log_normalizer = max_x;
-    return;
+  if (ties == 0) return {-inf, -inf, acc_t(0)};  // empty window, like max_pool
+  if (is_infinite(max_x)) {                      // +inf dominates; an all -inf window is a tie at -inf
+    return {max_x, -softpool_log(static_cast<acc_t>(ties)), acc_t(0)};
   }
   // Pass 2: normaliser and the weighted sum of (x - max), which cannot overflow even for inputs
   // near the dtype's limits; -inf entries get exp(-inf) = 0 and contribute nothing.
@@ -159,50 +217,86 @@ SOFTPOOL_HOST_DEVICE void forward_window(const scalar_t* plane, Strides3 in, Spa
       }
     }
   }
-  *value = max_x + numerator / denominator;
-  *log_normalizer = max_x * inv_temperature + softpool_log(denominator);
+  return finish_window<scalar_t>(max_x, numerator / denominator, softpool_log(denominator), inv_temperature);
 }
 
-// The gradient that window o sends to one of its inputs x:
-//     g_o * s * (1 + (x - y_o) / T),  s = exp(x / T - lse_o).
-// Inputs whose weight is 0 (-inf, or underflowed far below the window max) receive exactly 0, which
-// also keeps (x - y) from overflowing into inf * 0 = NaN for inputs near the dtype's limits.
+// J = dy/dx for one input x of a window with stored output y and statistics (l, r); see the top of
+// this file for the special values.
 template <typename acc_t>
-SOFTPOOL_HOST_DEVICE acc_t window_gradient(acc_t x, acc_t y, acc_t log_normalizer, acc_t grad_y,
-                                           acc_t inv_temperature) {
-  const acc_t weight = softpool_exp(x * inv_temperature - log_normalizer);
-  return weight > 0 ? grad_y * weight * (acc_t(1) + (x - y) * inv_temperature) : acc_t(0);
+SOFTPOOL_HOST_DEVICE acc_t output_derivative(acc_t x, acc_t y, acc_t log_weight_offset, acc_t output_residual,
+                                             acc_t inv_temperature) {
+  if (y != y || log_weight_offset != log_weight_offset) return y + log_weight_offset;  // NaN window
+  if (is_infinite(y)) return x == y ? softpool_exp(log_weight_offset) : acc_t(0);
+  const acc_t v = (x - y) * inv_temperature;
+  const acc_t weight = softpool_exp(v + log_weight_offset);
+  // weight 0 (-inf inputs, underflow) gives exactly 0, which also keeps v from overflowing into
+  // inf * 0 = NaN for inputs near the dtype's limits
+  return weight > 0 ? weight * (acc_t(1) + v - output_residual) : acc_t(0);
 }
+
+// The gradient that window o sends to one of its inputs: g_o * J (exactly 0 where J is).
+template <typename acc_t>
+SOFTPOOL_HOST_DEVICE acc_t window_gradient(acc_t x, acc_t y, acc_t log_weight_offset, acc_t output_residual,
+                                           acc_t grad_y, acc_t inv_temperature) {
+  const acc_t derivative = output_derivative(x, y, log_weight_offset, output_residual, inv_temperature);
+  return derivative == 0 ? acc_t(0) : grad_y * derivative;
+}
+
+// The output-shaped planes that derivatives read: the stored output and its two statistics.
+template <typename scalar_t, typename stat_t>
+struct SavedPlanes {
+  PooledPlane<scalar_t> output;
+  PooledPlane<stat_t> log_weight_offset;
+  PooledPlane<stat_t> output_residual;
+};
 
 // Backward of one input element at (it, ih, iw): a deterministic gather over the windows that
-// cover it. The output-shaped tensors are addressed through their own strides from (n, c) planes.
+// cover it.
 template <typename acc_t, typename scalar_t, typename stat_t>
 SOFTPOOL_HOST_DEVICE acc_t backward_input(const Geometry& g, int64_t it, int64_t ih, int64_t iw, acc_t x,
-                                          const scalar_t* grad_plane, Strides3 grad_strides,
-                                          const scalar_t* out_plane, Strides3 out_strides,
-                                          const stat_t* stat_plane, Strides3 stat_strides,
+                                          PooledPlane<scalar_t> grad, SavedPlanes<scalar_t, stat_t> saved,
                                           acc_t inv_temperature) {
   int64_t t0, t1, h0, h1, w0, w1;
   covering_outputs(g, 0, it, &t0, &t1);
   covering_outputs(g, 1, ih, &h0, &h1);
   covering_outputs(g, 2, iw, &w0, &w1);
-  acc_t grad = 0;
+  acc_t result = 0;
   for (int64_t ot = t0; ot < t1; ++ot) {
     if (!span_contains(window_span(g, 0, ot), it)) continue;
     for (int64_t oh = h0; oh < h1; ++oh) {
       if (!span_contains(window_span(g, 1, oh), ih)) continue;
       for (int64_t ow = w0; ow < w1; ++ow) {
         if (!span_contains(window_span(g, 2, ow), iw)) continue;
-        const acc_t grad_y = static_cast<acc_t>(
-            grad_plane[ot * grad_strides.t + oh * grad_strides.h + ow * grad_strides.w]);
-        const acc_t y = static_cast<acc_t>(out_plane[ot * out_strides.t + oh * out_strides.h + ow * out_strides.w]);
-        const acc_t lse = static_cast<acc_t>(
-            stat_plane[ot * stat_strides.t + oh * stat_strides.h + ow * stat_strides.w]);
-        grad += window_gradient(x, y, lse, grad_y, inv_temperature);
+        result += window_gradient(x, static_cast<acc_t>(saved.output.at(ot, oh, ow)),
+                                  static_cast<acc_t>(saved.log_weight_offset.at(ot, oh, ow)),
+                                  static_cast<acc_t>(saved.output_residual.at(ot, oh, ow)),
+                                  static_cast<acc_t>(grad.at(ot, oh, ow)), inv_temperature);
       }
     }
   }
-  return grad;
+  return result;
+}
+
+// Forward-mode derivative of one output element: dy = sum over the window of J_i * dx_i, with the
+// saved statistics of the window (no max pass needed). `tangent` is the (n, c) plane of dx.
+template <typename acc_t, typename scalar_t>
+SOFTPOOL_HOST_DEVICE acc_t jvp_window(const scalar_t* plane, Strides3 in, const scalar_t* tangent, Strides3 tan,
+                                      Span st, Span sh, Span sw, acc_t y, acc_t log_weight_offset,
+                                      acc_t output_residual, acc_t inv_temperature) {
+  acc_t result = 0;
+  for (int64_t a = 0; a < st.count; ++a) {
+    const int64_t t = st.first + a * st.step;
+    for (int64_t b = 0; b < sh.count; ++b) {
+      const int64_t h = sh.first + b * sh.step;
+      for (int64_t c = 0; c < sw.count; ++c) {
+        const int64_t w = sw.first + c * sw.step;
+        const acc_t x = static_cast<acc_t>(plane[t * in.t + h * in.h + w * in.w]);
+        const acc_t derivative = output_derivative(x, y, log_weight_offset, output_residual, inv_temperature);
+        if (derivative != 0) result += derivative * static_cast<acc_t>(tangent[t * tan.t + h * tan.h + w * tan.w]);
+      }
+    }
+  }
+  return result;
 }
 
 }  // namespace softpool_video

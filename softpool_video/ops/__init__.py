@@ -1,6 +1,7 @@
 """The SoftPool operator: functional API, modules, the reference implementation and build info."""
 
-from softpool_video.ops._extension import HAVE_EXTENSION, cpu_kernel_variant, extension_info
+from softpool_video.ops._extension import HAVE_EXTENSION, extension_info
+from softpool_video.ops._registration import cpu_kernel_variant
 from softpool_video.ops.modules import (
     AdaptiveSoftPool1d,
     AdaptiveSoftPool2d,

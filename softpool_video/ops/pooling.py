@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
-from softpool_video.ops import _extension
-from softpool_video.ops.reference import soft_pool3d_reference
+from softpool_video.ops import _extension, _registration
+from softpool_video.ops._geometry import PoolGeometry
+from softpool_video.ops.reference import soft_pool3d_composite
 
 __all__ = [
     "adaptive_soft_pool1d",
@@ -43,12 +44,15 @@ def _as_tuple(value, dims: int, name: str, fn: str) -> tuple[int, ...]:
 def pool_output_size(
     size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
 ) -> int:
-    """Output length of max_pool along one dimension (torch's ``pooling_output_shape``)."""
+    """Output length of max_pool along one dimension (torch's ``pooling_output_shape``).
+
+    Plain integer arithmetic without branches on the size, so a symbolic size (torch.compile with
+    dynamic shapes, torch.export) gives an expression instead of a guard.
+    """
     numerator = size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
     out = numerator // stride + 1
-    # with ceil_mode, the last window must start inside the input or the left padding
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
+    if ceil_mode:  # the last window must start inside the input or the left padding
+        out = torch.sym_min(out, (size + padding - 1) // stride + 1)
     return out
 
 
@@ -82,21 +86,15 @@ def _lift(values: tuple[int, ...], dims: int, fill: int) -> tuple[int, int, int]
     return (fill,) * (3 - dims) + tuple(values)
 
 
-def _run(x5, output_size, kernel, stride, padding, dilation, adaptive, temperature) -> torch.Tensor:
+def _run(x5: torch.Tensor, geometry: PoolGeometry) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no SoftPool: export the composite of standard ops (Gather, ReduceMax, Exp, ...;
+        # the window max is subtracted, as in the kernels), which any ONNX runtime runs.
+        return soft_pool3d_composite(x5, geometry)[0]
     if _extension.kernels_for(x5.device.type):
-        output, _ = torch.ops.softpool_video.soft_pool3d(
-            x5,
-            list(output_size),
-            list(kernel),
-            list(stride),
-            list(padding),
-            list(dilation),
-            adaptive,
-            temperature,
-        )
-        return output
+        return _registration.soft_pool3d(x5, geometry)
     _extension.warn_fallback_once(x5.device.type)
-    return soft_pool3d_reference(x5, output_size, kernel, stride, padding, dilation, adaptive, temperature)
+    return soft_pool3d_composite(x5, geometry)[0]
 
 
 def _check_temperature(temperature, fn: str) -> float:
@@ -137,10 +135,7 @@ def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, tempe
             f"{fn}: input spatial size {spatial} is too small for kernel_size={kernel}, dilation={dils}, "
             f"padding={pads}: the output size would be {out}"
         )
-    if x5.shape[0] * x5.shape[1] == 0:
-        raise ValueError(f"{fn}: input has an empty batch or channel dimension, shape {tuple(x.shape)}")
-    y5 = _run(
-        x5,
+    geometry = PoolGeometry(
         _lift(out, dims, 1),
         _lift(kernel, dims, 1),
         _lift(strides, dims, 1),
@@ -149,7 +144,7 @@ def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, tempe
         False,
         temperature,
     )
-    return _restore(y5, dims, batched)
+    return _restore(_run(x5, geometry), dims, batched)
 
 
 def _adaptive_soft_pool(x, dims, output_size, temperature, fn):
@@ -162,14 +157,13 @@ def _adaptive_soft_pool(x, dims, output_size, temperature, fn):
         raise ValueError(f"{fn}: output_size must be an int, None or {dims} entries, got {output_size!r}")
     spatial = tuple(x.shape[-dims:])
     out = tuple(s if o is None else o for o, s in zip(requested, spatial))
-    if not all(isinstance(o, int) and not isinstance(o, bool) and o >= 1 for o in out):
+    if not all(isinstance(o, (int, torch.SymInt)) and not isinstance(o, bool) and o >= 1 for o in out):
         raise ValueError(f"{fn}: output_size entries must be positive ints or None, got {output_size!r}")
     if any(s < 1 for s in spatial):
         raise ValueError(f"{fn}: input has an empty spatial dimension, shape {tuple(x.shape)}")
     temperature = _check_temperature(temperature, fn)
-    ones, zeros = (1, 1, 1), (0, 0, 0)
-    y5 = _run(x5, _lift(out, dims, 1), ones, ones, zeros, ones, True, temperature)
-    return _restore(y5, dims, batched)
+    geometry = PoolGeometry(_lift(out, dims, 1), adaptive=True, temperature=temperature)
+    return _restore(_run(x5, geometry), dims, batched)
 
 
 def soft_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, temperature=1.0):

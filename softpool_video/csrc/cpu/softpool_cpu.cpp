@@ -4,6 +4,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <c10/core/SymIntArrayRef.h>
 #include <torch/library.h>
 
 #include <atomic>
@@ -52,93 +53,135 @@ void parallel_for_each_index(const int64_t (&sizes)[5], bool channels_last, cons
   });
 }
 
+// Addresses one (n, c) plane of an output-shaped tensor.
+template <typename T>
+PooledPlane<T> plane_of(const at::Tensor& t, int64_t n, int64_t c) {
+  return {t.const_data_ptr<T>() + n * t.stride(0) + c * t.stride(1), pooled_strides(t)};
+}
+
+template <typename T>
+T* element_of(const at::Tensor& t, int64_t n, int64_t c, int64_t a, int64_t b, int64_t d) {
+  return t.mutable_data_ptr<T>() + n * t.stride(0) + c * t.stride(1) + a * t.stride(2) + b * t.stride(3) +
+         d * t.stride(4);
+}
+
 template <typename scalar_t>
-void forward_scalar(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat, const Geometry& g,
-                    double temperature, bool channels_last) {
+const scalar_t* input_plane(const at::Tensor& t, int64_t n, int64_t c) {
+  return t.const_data_ptr<scalar_t>() + n * t.stride(0) + c * t.stride(1);
+}
+
+template <typename scalar_t>
+void forward_scalar(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+                    const at::Tensor& residual, const Geometry& g, double temperature, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  using stat_t = acc_t;
-  const scalar_t* in = input.const_data_ptr<scalar_t>();
-  scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  stat_t* lse = stat.mutable_data_ptr<stat_t>();
-  const Strides3 in_s = pooled_strides(input), out_s = pooled_strides(output), stat_s = pooled_strides(stat);
-  const int64_t in_n = input.stride(0), in_c = input.stride(1);
-  const int64_t out_n = output.stride(0), out_c = output.stride(1);
-  const int64_t stat_n = stat.stride(0), stat_c = stat.stride(1);
-  const acc_t inv_t = static_cast<acc_t>(1.0 / temperature);
+  const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
+  const Strides3 in_s = pooled_strides(input);
   const int64_t sizes[5] = {output.size(0), output.size(1), g.output_size[0], g.output_size[1], g.output_size[2]};
   parallel_for_each_index(sizes, channels_last, [&](int64_t n, int64_t c, int64_t ot, int64_t oh, int64_t ow) {
-    acc_t value, log_normalizer;
-    forward_window<acc_t>(in + n * in_n + c * in_c, in_s, window_span(g, 0, ot), window_span(g, 1, oh),
-                          window_span(g, 2, ow), inv_t, &value, &log_normalizer);
-    out[n * out_n + c * out_c + ot * out_s.t + oh * out_s.h + ow * out_s.w] = static_cast<scalar_t>(value);
-    lse[n * stat_n + c * stat_c + ot * stat_s.t + oh * stat_s.h + ow * stat_s.w] = log_normalizer;
+    const WindowResult<acc_t> r =
+        forward_window<scalar_t, acc_t>(input_plane<scalar_t>(input, n, c), in_s, window_span(g, 0, ot),
+                                        window_span(g, 1, oh), window_span(g, 2, ow), temp.inverse(c));
+    *element_of<scalar_t>(output, n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
+    *element_of<acc_t>(offset, n, c, ot, oh, ow) = r.log_weight_offset;
+    *element_of<acc_t>(residual, n, c, ot, oh, ow) = r.output_residual;
   });
 }
 
 template <typename scalar_t>
 void backward_scalar(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-                     const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, double temperature,
-                     bool channels_last) {
+                     const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
+                     const Geometry& g, double temperature, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  using stat_t = acc_t;
-  const scalar_t* in = input.const_data_ptr<scalar_t>();
-  const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
-  const scalar_t* out = output.const_data_ptr<scalar_t>();
-  const stat_t* lse = stat.const_data_ptr<stat_t>();
-  scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
-  const Strides3 in_s = pooled_strides(input), gi_s = pooled_strides(grad_input);
-  const Strides3 grad_s = pooled_strides(grad_output), out_s = pooled_strides(output), stat_s = pooled_strides(stat);
-  const acc_t inv_t = static_cast<acc_t>(1.0 / temperature);
+  const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
+  const Strides3 in_s = pooled_strides(input);
   const int64_t sizes[5] = {input.size(0), input.size(1), input.size(2), input.size(3), input.size(4)};
   parallel_for_each_index(sizes, channels_last, [&](int64_t n, int64_t c, int64_t it, int64_t ih, int64_t iw) {
-    const acc_t x = static_cast<acc_t>(in[n * input.stride(0) + c * input.stride(1) + it * in_s.t +
-                                          ih * in_s.h + iw * in_s.w]);
-    const acc_t value = backward_input<acc_t>(
-        g, it, ih, iw, x, grad + n * grad_output.stride(0) + c * grad_output.stride(1), grad_s,
-        out + n * output.stride(0) + c * output.stride(1), out_s, lse + n * stat.stride(0) + c * stat.stride(1),
-        stat_s, inv_t);
-    grad_in[n * grad_input.stride(0) + c * grad_input.stride(1) + it * gi_s.t + ih * gi_s.h + iw * gi_s.w] =
-        static_cast<scalar_t>(value);
+    const acc_t x = static_cast<acc_t>(input_plane<scalar_t>(input, n, c)[it * in_s.t + ih * in_s.h + iw * in_s.w]);
+    const SavedPlanes<scalar_t, acc_t> saved{plane_of<scalar_t>(output, n, c), plane_of<acc_t>(offset, n, c),
+                                             plane_of<acc_t>(residual, n, c)};
+    const acc_t value =
+        backward_input<acc_t>(g, it, ih, iw, x, plane_of<scalar_t>(grad_output, n, c), saved, temp.inverse(c));
+    *element_of<scalar_t>(grad_input, n, c, it, ih, iw) = static_cast<scalar_t>(value);
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> soft_pool3d_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
-                                                   c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                                   c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                                   bool adaptive, double temperature) {
+template <typename scalar_t>
+void jvp_scalar(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
+                const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& output_tangent,
+                const Geometry& g, double temperature, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
+  const Strides3 in_s = pooled_strides(input), tan_s = pooled_strides(tangent);
+  const int64_t sizes[5] = {output.size(0), output.size(1), g.output_size[0], g.output_size[1], g.output_size[2]};
+  parallel_for_each_index(sizes, channels_last, [&](int64_t n, int64_t c, int64_t ot, int64_t oh, int64_t ow) {
+    const acc_t value = jvp_window<acc_t>(
+        input_plane<scalar_t>(input, n, c), in_s, input_plane<scalar_t>(tangent, n, c), tan_s, window_span(g, 0, ot),
+        window_span(g, 1, oh), window_span(g, 2, ow), static_cast<acc_t>(plane_of<scalar_t>(output, n, c).at(ot, oh, ow)),
+        plane_of<acc_t>(offset, n, c).at(ot, oh, ow), plane_of<acc_t>(residual, n, c).at(ot, oh, ow),
+        temp.inverse(c));
+    *element_of<scalar_t>(output_tangent, n, c, ot, oh, ow) = static_cast<scalar_t>(value);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cpu(const at::Tensor& input,
+                                                               c10::SymIntArrayRef output_size_sym,
+                                                               c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                                               bool adaptive, double temperature) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
   const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
   const bool channels_last = use_channels_last(input);
   const std::vector<int64_t> sizes = {input.size(0), input.size(1), output_size[0], output_size[1], output_size[2]};
+  const at::ScalarType stat_dtype = statistic_dtype(input.scalar_type());
   at::Tensor output = empty_pooled(input, sizes, input.scalar_type(), channels_last);
-  at::Tensor stat = empty_pooled(input, sizes, statistic_dtype(input.scalar_type()), channels_last);
-  if (output.numel() == 0) return {output, stat};
+  at::Tensor offset = empty_pooled(input, sizes, stat_dtype, channels_last);
+  at::Tensor residual = empty_pooled(input, sizes, stat_dtype, channels_last);
+  if (output.numel() == 0) return {output, offset, residual};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_cpu", [&] {
     if (!(cpu_vectorized.load() &&
-          vectorized::forward<scalar_t>(input, output, stat, g, temperature, channels_last))) {
-      forward_scalar<scalar_t>(input, output, stat, g, temperature, channels_last);
+          vectorized::forward<scalar_t>(input, output, offset, residual, g, temperature, channels_last))) {
+      forward_scalar<scalar_t>(input, output, offset, residual, g, temperature, channels_last);
     }
   });
-  return {output, stat};
+  return {output, offset, residual};
 }
 
 at::Tensor soft_pool3d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-                                   const at::Tensor& log_normalizer, c10::IntArrayRef kernel_size,
-                                   c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                   bool adaptive, double temperature) {
-  check_backward_args(grad_output, input, output, log_normalizer);
+                                   const at::Tensor& offset, const at::Tensor& residual,
+                                   c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                                   c10::IntArrayRef dilation, bool adaptive, double temperature) {
+  check_saved(input, output, offset, residual);
+  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
   const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
                                    temperature);
   const bool channels_last = use_channels_last(input);
   at::Tensor grad_input = empty_pooled(input, input.sizes(), input.scalar_type(), channels_last);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_backward_cpu", [&] {
-    if (!(cpu_vectorized.load() && vectorized::backward<scalar_t>(grad_output, input, output, log_normalizer,
+    if (!(cpu_vectorized.load() && vectorized::backward<scalar_t>(grad_output, input, output, offset, residual,
                                                                   grad_input, g, temperature, channels_last))) {
-      backward_scalar<scalar_t>(grad_output, input, output, log_normalizer, grad_input, g, temperature,
+      backward_scalar<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, temperature,
                                 channels_last);
     }
   });
   return grad_input;
+}
+
+at::Tensor soft_pool3d_jvp_cpu(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
+                              const at::Tensor& offset, const at::Tensor& residual, c10::IntArrayRef kernel_size,
+                              c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                              bool adaptive, double temperature) {
+  check_saved(input, output, offset, residual);
+  check_like(tangent, "input_tangent", input.sizes(), input.scalar_type(), input, "input's");
+  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
+                                   temperature);
+  const bool channels_last = use_channels_last(input);
+  at::Tensor output_tangent = empty_pooled(input, output.sizes(), input.scalar_type(), channels_last);
+  if (output_tangent.numel() == 0) return output_tangent;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_jvp_cpu", [&] {
+    jvp_scalar<scalar_t>(tangent, input, output, offset, residual, output_tangent, g, temperature, channels_last);
+  });
+  return output_tangent;
 }
 
 }  // namespace
@@ -146,6 +189,7 @@ at::Tensor soft_pool3d_backward_cpu(const at::Tensor& grad_output, const at::Ten
 TORCH_LIBRARY_IMPL(softpool_video, CPU, m) {
   m.impl("soft_pool3d", &soft_pool3d_cpu);
   m.impl("soft_pool3d_backward", &soft_pool3d_backward_cpu);
+  m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cpu);
 }
 
 }  // namespace softpool_video

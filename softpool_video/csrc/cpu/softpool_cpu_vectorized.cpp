@@ -39,11 +39,14 @@ inline uint32_t float_to_bits(float value) {
 }
 
 // exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise.
-// Cody-Waite range reduction and the Cephes expf polynomial: about 1 ulp on [-87, 0]. Arguments
-// below -87.3 give exactly 0 (expf is subnormal or 0 there, negligible next to the max's weight 1).
+// Cody-Waite range reduction and the Cephes expf polynomial: about 1 ulp on [-87, 0] (and for the
+// tiny positive arguments that rounding can produce). Arguments below -87.3 give exactly 0 (expf is
+// subnormal or 0 there, negligible next to the max's weight 1); arguments above 80 are clamped so
+// that no statistic, however wrong, can overflow the exponent bits.
 inline float exp_nonpositive(float x) {
   const bool underflow = x < -87.33f;  // NaN compares false and propagates below
   x = underflow ? -87.33f : x;
+  x = x > 80.0f ? 80.0f : x;
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -116,8 +119,8 @@ inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1]
 }  // namespace
 
 SOFTPOOL_MULTIVERSION
-void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* y,
-                   float* log_normalizer) {
+void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_out,
+                   float* delta, float* log_denominator) {
   // Work on whole vectors of 16 lanes only (short rows use few lanes); the rest of the buffer is
   // untouched, and lanes past num_lanes are computed but never stored.
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
@@ -141,23 +144,25 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
     }
   }
   for (int64_t j = 0; j < num_lanes; ++j) {
-    y[j] = max_x[j] + numerator[j] / denominator[j];
-    log_normalizer[j] = max_x[j] * inv_temperature + log_at_least_one(denominator[j]);
+    max_out[j] = max_x[j];
+    delta[j] = numerator[j] / denominator[j];
+    log_denominator[j] = log_at_least_one(denominator[j]);
   }
 }
 
 SOFTPOOL_MULTIVERSION
 void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
-                    const float* log_normalizer, const float* grad_y, float inv_temperature, float* coefficients) {
+                    const float* log_weight_offset, const float* output_residual, const float* grad_y,
+                    float inv_temperature, float* coefficients) {
   // whole vectors of 16 lanes; lanes past num_lanes are never scattered
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   for (int64_t k = 0; k < num_taps; ++k) {
     const float* row = taps + k * kLanes;
     float* out = coefficients + k * kLanes;
     for (int64_t j = 0; j < width; ++j) {
-      const float x = row[j];
-      const float weight = exp_nonpositive(x * inv_temperature - log_normalizer[j]);
-      const float value = grad_y[j] * weight * (1.0f + (x - y[j]) * inv_temperature);
+      const float v = (row[j] - y[j]) * inv_temperature;
+      const float weight = exp_nonpositive(v + log_weight_offset[j]);
+      const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
       out[j] = weight > 0.0f ? value : 0.0f;  // as window_gradient: zero-weight inputs receive 0
     }
   }
@@ -193,11 +198,12 @@ namespace {
 // Contiguous (NCTHW) output: lanes are consecutive outputs along W.
 
 template <typename scalar_t>
-void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat, const Geometry& g,
-                  float inv_t) {
+void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+                  const at::Tensor& residual, const Geometry& g, float inv_t) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  float* lse_out = stat.mutable_data_ptr<float>();
+  float* offset_out = offset.mutable_data_ptr<float>();
+  float* residual_out = residual.mutable_data_ptr<float>();
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t in_n = input.stride(0), in_c = input.stride(1);
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
@@ -206,18 +212,21 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * kernel_taps(g)));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
-    float y[kLanes], lse[kLanes];
+    float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % C, n = row / (OH * OT * C);
       const scalar_t* plane = in + n * in_n + c * in_c;
-      scalar_t* out_row = out + row * OW;  // output and stat are contiguous NCTHW
-      float* lse_row = lse_out + row * OW;
+      scalar_t* out_row = out + row * OW;  // output and statistics are contiguous NCTHW
+      float* offset_row = offset_out + row * OW;
+      float* residual_row = residual_out + row * OW;
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
+      auto store = [&](int64_t ow, const WindowResult<float>& r) {
+        out_row[ow] = static_cast<scalar_t>(r.output);
+        offset_row[ow] = r.log_weight_offset;
+        residual_row[ow] = r.output_residual;
+      };
       auto scalar_lane = [&](int64_t ow) {
-        float value, log_normalizer;
-        forward_window<float>(plane, in_s, st, sh, window_span(g, 2, ow), inv_t, &value, &log_normalizer);
-        out_row[ow] = static_cast<scalar_t>(value);
-        lse_row[ow] = log_normalizer;
+        store(ow, forward_window<scalar_t, float>(plane, in_s, st, sh, window_span(g, 2, ow), inv_t));
       };
       const bool regular = st.count > 0 && sh.count > 0;
       const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
@@ -236,11 +245,10 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
             }
           }
         }
-        lanes_forward(taps.data(), k, lanes, inv_t, y, lse);
+        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
         for (int64_t j = 0; j < lanes; ++j) {
-          if (finite(y[j]) && finite(lse[j])) {
-            out_row[ow0 + j] = static_cast<scalar_t>(y[j]);
-            lse_row[ow0 + j] = lse[j];
+          if (finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])) {
+            store(ow0 + j, finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t));
           } else {
             scalar_lane(ow0 + j);
           }
@@ -253,12 +261,14 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
 // coefficients[k][lane] for every tap of every lane: the vector loop, then the shared scalar
 // window_gradient for windows whose output or statistic is not finite (special values).
 inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
-                           const float* log_normalizer, const float* grad_y, float inv_t, float* coefficients) {
-  lanes_backward(taps, num_taps, num_lanes, y, log_normalizer, grad_y, inv_t, coefficients);
+                           const float* offset, const float* residual, const float* grad_y, float inv_t,
+                           float* coefficients) {
+  lanes_backward(taps, num_taps, num_lanes, y, offset, residual, grad_y, inv_t, coefficients);
   for (int64_t j = 0; j < num_lanes; ++j) {
-    if (finite(y[j]) && finite(log_normalizer[j])) continue;
+    if (finite(y[j]) && finite(offset[j]) && finite(residual[j])) continue;
     for (int64_t k = 0; k < num_taps; ++k) {
-      coefficients[k * kLanes + j] = window_gradient(taps[k * kLanes + j], y[j], log_normalizer[j], grad_y[j], inv_t);
+      coefficients[k * kLanes + j] =
+          window_gradient(taps[k * kLanes + j], y[j], offset[j], residual[j], grad_y[j], inv_t);
     }
   }
 }
@@ -267,7 +277,8 @@ inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
 // and non-finite windows. `acc` is the (T, H, W) accumulator of the window's plane with strides acc_s.
 template <typename scalar_t>
 inline void scatter_window_scalar(const scalar_t* plane, Strides3 in_s, Span st, Span sh, Span sw, float y,
-                                  float lse, float grad_y, float inv_t, float* acc, Strides3 acc_s) {
+                                  float offset, float residual, float grad_y, float inv_t, float* acc,
+                                  Strides3 acc_s) {
   for (int64_t a = 0; a < st.count; ++a) {
     const int64_t t = st.first + a * st.step;
     for (int64_t b = 0; b < sh.count; ++b) {
@@ -275,7 +286,7 @@ inline void scatter_window_scalar(const scalar_t* plane, Strides3 in_s, Span st,
       for (int64_t c = 0; c < sw.count; ++c) {
         const int64_t w = sw.first + c * sw.step;
         const float x = to_float(plane[t * in_s.t + h * in_s.h + w * in_s.w]);
-        acc[t * acc_s.t + h * acc_s.h + w * acc_s.w] += window_gradient(x, y, lse, grad_y, inv_t);
+        acc[t * acc_s.t + h * acc_s.h + w * acc_s.w] += window_gradient(x, y, offset, residual, grad_y, inv_t);
       }
     }
   }
@@ -283,11 +294,13 @@ inline void scatter_window_scalar(const scalar_t* plane, Strides3 in_s, Span st,
 
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-                   const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, float inv_t) {
+                   const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
+                   const Geometry& g, float inv_t) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
-  const float* lse_all = stat.const_data_ptr<float>();
+  const float* offset_all = offset.const_data_ptr<float>();
+  const float* residual_all = residual.const_data_ptr<float>();
   scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
@@ -299,7 +312,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
     std::vector<float> scratch(std::is_same_v<scalar_t, float> ? 0 : static_cast<size_t>(T * H * W));
-    float y[kLanes], lse[kLanes], gy[kLanes];
+    float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
@@ -308,14 +321,15 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       for (int64_t ot = 0; ot < OT; ++ot) {
         for (int64_t oh = 0; oh < OH; ++oh) {
           const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
-          // output, stat share the contiguous layout; grad_output may be any strided view
+          // output and statistics share the contiguous layout; grad_output may be any strided view
           const int64_t row = (p * OT + ot) * OH + oh;
           const scalar_t* grad_row = grad + n * grad_output.stride(0) + c * grad_output.stride(1) +
                                      ot * grad_output.stride(2) + oh * grad_output.stride(3);
           const int64_t grad_w = grad_output.stride(4);
           auto scalar_lane = [&](int64_t ow) {
             scatter_window_scalar(plane, in_s, st, sh, window_span(g, 2, ow), to_float(out[row * OW + ow]),
-                                  lse_all[row * OW + ow], to_float(grad_row[ow * grad_w]), inv_t, acc, acc_s);
+                                  offset_all[row * OW + ow], residual_all[row * OW + ow],
+                                  to_float(grad_row[ow * grad_w]), inv_t, acc, acc_s);
           };
           const bool regular = st.count > 0 && sh.count > 0;
           const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
@@ -326,10 +340,11 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             const int64_t lanes = std::min(kLanes, hi - ow0);
             for (int64_t j = 0; j < lanes; ++j) {
               y[j] = to_float(out[row * OW + ow0 + j]);
-              lse[j] = lse_all[row * OW + ow0 + j];
+              off[j] = offset_all[row * OW + ow0 + j];
+              res[j] = residual_all[row * OW + ow0 + j];
               gy[j] = to_float(grad_row[(ow0 + j) * grad_w]);
             }
-            for (int64_t j = lanes; j < kLanes; ++j) y[j] = lse[j] = gy[j] = 0.0f;
+            for (int64_t j = lanes; j < kLanes; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             int64_t k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
@@ -343,7 +358,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                 }
               }
             }
-            lane_gradients(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
+            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
@@ -379,11 +394,12 @@ inline Strides5 strides5(const at::Tensor& t) {
 }
 
 template <typename scalar_t>
-void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat,
-                           const Geometry& g, float inv_t, int64_t max_taps) {
+void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+                           const at::Tensor& residual, const Geometry& g, float inv_t, int64_t max_taps) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  float* lse_out = stat.mutable_data_ptr<float>();
+  float* offset_out = offset.mutable_data_ptr<float>();
+  float* residual_out = residual.mutable_data_ptr<float>();
   const Strides5 is = strides5(input), os = strides5(output);
   const Strides3 in_s = {is.t, is.h, is.w};
   const int64_t C = input.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
@@ -391,7 +407,7 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, C * max_taps));
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
-    float y[kLanes], lse[kLanes];
+    float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t pos = begin; pos < end; ++pos) {
       const int64_t ow = pos % OW, oh = (pos / OW) % OH, ot = (pos / (OW * OH)) % OT, n = pos / (OW * OH * OT);
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
@@ -399,11 +415,13 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
       const int64_t num_taps = st.count * sh.count * sw.count;
       for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
         const int64_t lanes = std::min(kLanes, C - c0);
+        auto store = [&](int64_t j, const WindowResult<float>& r) {
+          out[out_offset + (c0 + j) * os.c] = static_cast<scalar_t>(r.output);
+          offset_out[out_offset + (c0 + j) * os.c] = r.log_weight_offset;
+          residual_out[out_offset + (c0 + j) * os.c] = r.output_residual;
+        };
         auto scalar_lane = [&](int64_t j) {
-          float value, log_normalizer;
-          forward_window<float>(in + n * is.n + (c0 + j) * is.c, in_s, st, sh, sw, inv_t, &value, &log_normalizer);
-          out[out_offset + (c0 + j) * os.c] = static_cast<scalar_t>(value);
-          lse_out[out_offset + (c0 + j) * os.c] = log_normalizer;
+          store(j, forward_window<scalar_t, float>(in + n * is.n + (c0 + j) * is.c, in_s, st, sh, sw, inv_t));
         };
         if (num_taps == 0) {  // empty window (dilation): -inf, as the scalar body defines it
           for (int64_t j = 0; j < lanes; ++j) scalar_lane(j);
@@ -419,11 +437,10 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
             }
           }
         }
-        lanes_forward(taps.data(), k, lanes, inv_t, y, lse);
+        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
         for (int64_t j = 0; j < lanes; ++j) {
-          if (finite(y[j]) && finite(lse[j])) {
-            out[out_offset + (c0 + j) * os.c] = static_cast<scalar_t>(y[j]);
-            lse_out[out_offset + (c0 + j) * os.c] = lse[j];
+          if (finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])) {
+            store(j, finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t));
           } else {
             scalar_lane(j);
           }
@@ -435,14 +452,16 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
 
 template <typename scalar_t>
 void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-                            const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, float inv_t,
-                            int64_t max_taps) {
+                            const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
+                            const Geometry& g, float inv_t, int64_t max_taps) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
-  const float* lse_all = stat.const_data_ptr<float>();
+  const float* offset_all = offset.const_data_ptr<float>();
+  const float* residual_all = residual.const_data_ptr<float>();
   scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
   const Strides5 is = strides5(input), os = strides5(output), gis = strides5(grad_input);
+  const Strides5 offs = strides5(offset), ress = strides5(residual);
   const int64_t grad_c = grad_output.stride(1);
   const Strides3 in_s = {is.t, is.h, is.w};
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
@@ -455,7 +474,7 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
     std::vector<float> coefficients(taps.size());
     std::vector<float> acc(static_cast<size_t>(T * H * W * kLanes));
     const Strides3 acc_s = {H * W * kLanes, W * kLanes, kLanes};
-    float y[kLanes], lse[kLanes], gy[kLanes];
+    float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks_per_sample, c0 = (task % blocks_per_sample) * kLanes;
       const int64_t lanes = std::min(kLanes, C - c0);
@@ -467,12 +486,15 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
             const int64_t num_taps = st.count * sh.count * sw.count;
             if (num_taps == 0) continue;
             const int64_t o = n * os.n + ot * os.t + oh * os.h + ow * os.w + c0 * os.c;
+            const int64_t o_off = n * offs.n + ot * offs.t + oh * offs.h + ow * offs.w + c0 * offs.c;
+            const int64_t o_res = n * ress.n + ot * ress.t + oh * ress.h + ow * ress.w + c0 * ress.c;
             const scalar_t* g_ptr = grad + n * grad_output.stride(0) + ot * grad_output.stride(2) +
                                     oh * grad_output.stride(3) + ow * grad_output.stride(4) + c0 * grad_c;
             for (int64_t j = 0; j < kLanes; ++j) {
               const bool used = j < lanes;
               y[j] = used ? to_float(out[o + j * os.c]) : 0.0f;
-              lse[j] = used ? lse_all[o + j * os.c] : 0.0f;
+              off[j] = used ? offset_all[o_off + j * offs.c] : 0.0f;
+              res[j] = used ? residual_all[o_res + j * ress.c] : 0.0f;
               gy[j] = used ? to_float(g_ptr[j * grad_c]) : 0.0f;
             }
             int64_t k = 0;
@@ -488,7 +510,7 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
                 }
               }
             }
-            lane_gradients(taps.data(), k, lanes, y, lse, gy, inv_t, coefficients.data());
+            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
@@ -549,18 +571,18 @@ inline LanePlan plan_lanes(const Geometry& g, int64_t channels, bool channels_la
 }
 
 template <typename scalar_t>
-bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat, const Geometry& g,
-             double temperature, bool channels_last) {
+bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+             const at::Tensor& residual, const Geometry& g, double temperature, bool channels_last) {
   if constexpr (!handled_dtype<scalar_t>()) {
     return false;
   } else {
     const float inv_t = static_cast<float>(1.0 / temperature);
     switch (plan_lanes(g, input.size(1), channels_last)) {
       case LanePlan::kRows:
-        forward_rows<scalar_t>(input, output, stat, g, inv_t);
+        forward_rows<scalar_t>(input, output, offset, residual, g, inv_t);
         return true;
       case LanePlan::kChannels:
-        forward_channel_lanes<scalar_t>(input, output, stat, g, inv_t, max_window_taps(g));
+        forward_channel_lanes<scalar_t>(input, output, offset, residual, g, inv_t, max_window_taps(g));
         return true;
       default:
         return false;
@@ -570,21 +592,24 @@ bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor
 
 template <typename scalar_t>
 bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-              const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, double temperature,
-              bool channels_last) {
+              const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
+              const Geometry& g, double temperature, bool channels_last) {
   if constexpr (!handled_dtype<scalar_t>()) {
     return false;
   } else {
     const float inv_t = static_cast<float>(1.0 / temperature);
     switch (plan_lanes(g, input.size(1), channels_last)) {
       case LanePlan::kRows:
-        // Row lanes read output and stat as contiguous rows; the forward allocated them so, but the
-        // raw op may be called with other layouts: those go to the scalar gather.
-        if (!(output.is_contiguous() && stat.is_contiguous() && grad_input.is_contiguous())) return false;
-        backward_rows<scalar_t>(grad_output, input, output, stat, grad_input, g, inv_t);
+        // Row lanes read output and statistics as contiguous rows; the forward allocated them so, but
+        // the raw op may be called with other layouts: those go to the scalar gather.
+        if (!(output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous() &&
+              grad_input.is_contiguous())) {
+          return false;
+        }
+        backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
         return true;
       case LanePlan::kChannels:
-        backward_channel_lanes<scalar_t>(grad_output, input, output, stat, grad_input, g, inv_t,
+        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t,
                                          max_window_taps(g));
         return true;
       default:
@@ -593,11 +618,11 @@ bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::
   }
 }
 
-#define SOFTPOOL_INSTANTIATE(T)                                                                              \
-  template bool forward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Geometry&, double, \
-                           bool);                                                                            \
-  template bool backward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,      \
-                            const at::Tensor&, const Geometry&, double, bool);
+#define SOFTPOOL_INSTANTIATE(T)                                                                             \
+  template bool forward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,      \
+                           const Geometry&, double, bool);                                                  \
+  template bool backward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,     \
+                            const at::Tensor&, const at::Tensor&, const Geometry&, double, bool);
 SOFTPOOL_INSTANTIATE(float)
 SOFTPOOL_INSTANTIATE(double)
 SOFTPOOL_INSTANTIATE(c10::Half)

@@ -10,7 +10,8 @@
 //     window, so every window is regular there).
 // Everything else -- edge windows of NCTHW rows, adaptive rows, and any window whose result is not
 // finite (NaN, +-inf inputs, empty windows) -- is computed by the shared scalar body in
-// softpool_kernel.h, so special values follow exactly the semantics the GPU implements.
+// softpool_kernel.h, so special values follow exactly the semantics the GPU implements. The
+// per-window statistics are finished by the shared finish_window in either case.
 //
 // Backward here is a deterministic scatter: each thread owns whole (n, c) planes (NCTHW) or
 // (n, channel block) slices (channels-last) and adds every window's contribution to its inputs in a
@@ -27,22 +28,26 @@ constexpr int64_t kLanes = 64;
 // Windows with more taps than this (a huge kernel) use the scalar body: the buffer stays in cache.
 constexpr int64_t kMaxTaps = 1024;
 
-// taps: [num_taps][kLanes]; lanes [0, num_lanes) are used. Writes y and log_normalizer per lane.
-void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* y,
-                   float* log_normalizer);
+// taps: [num_taps][kLanes]; lanes [0, num_lanes) are used. Writes, per lane, the window max, the
+// weighted mean offset from it and the log of the normaliser (finish_window turns them into the
+// stored output and its statistics).
+void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_x,
+                   float* delta, float* log_denominator);
 
-// coefficients[k][lane] = gradient that lane's window sends to its tap k (window_gradient).
+// coefficients[k][lane] = gradient that lane's window sends to its tap k (window_gradient), for
+// windows with finite output and statistics.
 void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
-                    const float* log_normalizer, const float* grad_y, float inv_temperature, float* coefficients);
+                    const float* log_weight_offset, const float* output_residual, const float* grad_y,
+                    float inv_temperature, float* coefficients);
 
 // Return false when the case is not handled (the caller then runs the scalar body).
 template <typename scalar_t>
-bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& stat, const Geometry& g,
-             double temperature, bool channels_last);
+bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& log_weight_offset,
+             const at::Tensor& output_residual, const Geometry& g, double temperature, bool channels_last);
 
 template <typename scalar_t>
 bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-              const at::Tensor& stat, const at::Tensor& grad_input, const Geometry& g, double temperature,
-              bool channels_last);
+              const at::Tensor& log_weight_offset, const at::Tensor& output_residual, const at::Tensor& grad_input,
+              const Geometry& g, double temperature, bool channels_last);
 
 }  // namespace softpool_video::vectorized
