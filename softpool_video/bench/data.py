@@ -12,7 +12,7 @@ model input (normalised float ``(B, 3, T, crop, crop)``), each with its library'
   does not import on current torchvision, so the same steps are written here with ``torch``.
 
 For every dataset x decoder (pyav, decord) x worker count (0, 2), the two loaders run in turn on
-an identical list of clips, ``--rounds`` times in alternating order; each keeps its best epoch
+an identical list of clips, ``rounds=`` times in alternating order; each keeps its best epoch
 (worker start-up included). Decode time per clip is measured separately, in process: open +
 decode only, the same random clip windows for both libraries.
 
@@ -22,7 +22,6 @@ Datasets: ``synthetic`` (a small generated motion set: 64x64 H.264/MPEG-4, 20 fr
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from softpool_video import cli
 from softpool_video.data import VideoClipDataset, VideoRecord, build_dataloader, build_transform, open_video
 from softpool_video.data.transforms import DEFAULT_MEAN, DEFAULT_STD, uniform_temporal_subsample
 
@@ -280,44 +280,48 @@ def format_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="softpool-bench data", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--datasets", nargs="+", default=["synthetic", "samples"], choices=["synthetic", "samples"]
-    )
-    parser.add_argument("--decoders", nargs="+", default=["pyav", "decord"], choices=["pyav", "decord"])
-    parser.add_argument(
-        "--workers", nargs="+", type=int, default=[0, 2], help="DataLoader workers (default: 0 2)"
-    )
-    parser.add_argument(
-        "--synthetic-clips", type=int, default=96, help="clips per synthetic run (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--sample-clips", type=int, default=16, help="clips per sample-clip run (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--decode-clips", type=int, default=12, help="clips timed for decode only (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="runs of each loader, best kept (default: %(default)s)"
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="our decoder threads per clip (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--synthetic-root", type=Path, help="use this synthetic dataset instead of generating one"
-    )
-    parser.add_argument("--output", type=Path, default=Path("bench_results/data.json"), help="JSON results")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+def _optional_path(name: str, text: str) -> Path | None:
+    value = cli.path()(name, text)
+    return None if value is None else Path(value)
+
+
+COMMAND = cli.Command(
+    prog="softpool-bench data",
+    summary=__doc__.splitlines()[0],
+    options={
+        "datasets": cli.Option(
+            ["synthetic", "samples"], cli.listing(choices=("synthetic", "samples")), "what to read"
+        ),
+        "decoders": cli.Option(["pyav", "decord"], cli.listing(choices=("pyav", "decord")), "video decoders"),
+        "workers": cli.Option([0, 2], cli.listing(cli.integer(0)), "DataLoader worker counts"),
+        "synthetic_clips": cli.Option(96, cli.integer(1), "clips per synthetic run"),
+        "sample_clips": cli.Option(16, cli.integer(1), "clips per sample-clip run"),
+        "decode_clips": cli.Option(12, cli.integer(1), "clips timed for decode only"),
+        "rounds": cli.Option(2, cli.integer(1), "runs of each loader, best kept"),
+        "batch_size": cli.Option(8, cli.integer(1), "clips per batch"),
+        "threads": cli.Option(1, cli.integer(1), "our decoder threads per clip"),
+        "synthetic_root": cli.Option(
+            None, _optional_path, "use this synthetic dataset instead of generating one"
+        ),
+        "output": cli.Option(
+            Path("bench_results/data.json"),
+            lambda n, t: Path(cli.path((".json",), False)(n, t)),
+            "JSON results",
+        ),
+        "seed": cli.Option(0, cli.integer(0), "random seed"),
+    },
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    return cli.run(COMMAND, _main, argv)
+
+
+def _main(args: cli.Arguments) -> int:
     if importlib.util.find_spec("pytorchvideo") is None:
-        print("softpool-bench data: pytorchvideo is not installed; nothing to compare against")
-        return 2
+        raise cli.Failure(
+            "pytorchvideo is not installed; nothing to compare against (pip install pytorchvideo)"
+        )
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "data",
         "seconds": round(time.perf_counter() - started, 1),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.values.items()},
         "environment": _environment(),
         "clip_settings": {
             s.name: {

@@ -12,22 +12,14 @@ def test_bench_data_smoke(small_synthetic, tmp_path, capsys):
     output = tmp_path / "data.json"
     argv = [
         "data",
-        "--datasets",
-        "synthetic",
-        "--synthetic-root",
-        str(small_synthetic),
-        "--synthetic-clips",
-        "8",
-        "--decode-clips",
-        "2",
-        "--decoders",
-        "pyav",
-        "--workers",
-        "0",
-        "--rounds",
-        "1",
-        "--output",
-        str(output),
+        "datasets=synthetic",
+        f"synthetic_root={small_synthetic}",
+        "synthetic_clips=8",
+        "decode_clips=2",
+        "decoders=pyav",
+        "workers=0",
+        "rounds=1",
+        f"output={output}",
     ]
     assert bench_main(argv) == 0
     report = json.loads(output.read_text())
