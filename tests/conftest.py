@@ -39,7 +39,7 @@ def _tiny_overrides(data_root: Path, output_root: Path) -> list[str]:
         f"data.root={data_root}",
         "++data.format=ucf101",
         "++data.split=1",
-        "++data.generate_if_missing=false",
+        "++data.generate=false",
         "++data.num_classes=null",
         "++data.num_frames=8",
         "++data.sampling_rate=2",

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from softpool_video.constants import SPLITS
 from softpool_video.data.annotations import VideoRecord
 from softpool_video.data.decoders import VideoDecodeError, open_video
 from softpool_video.data.sampling import ClipSampler
@@ -52,7 +53,6 @@ from softpool_video.data.transforms import to_video_tensor
 logger = logging.getLogger(__name__)
 
 FAILURES_KEY = "failed_videos"
-SPLITS = ("train", "val", "test")
 _MAX_EXAMPLES = 5
 
 
@@ -330,16 +330,17 @@ class VideoClipDataset(Dataset):
         return sample
 
     def _substitute(self, video_index: int, rng: np.random.Generator) -> int:
-        """Another video to try, preferring ones not known to be bad."""
+        """Another video to try, drawn from ``rng`` only.
+
+        The choice must not depend on which failures this process happens to know (each DataLoader
+        worker knows those it met, a resumed run all those of its checkpoint): a known-bad substitute
+        is skipped by the next attempt without decoding, exactly as an unknown one fails.
+        """
         count = len(self.videos)
         if count == 1:
             return video_index
-        for _ in range(16):
-            candidate = int(rng.integers(count - 1))
-            candidate += candidate >= video_index  # never the same video
-            if str(self.videos[candidate]) not in self._failures:
-                return candidate
-        return candidate
+        candidate = int(rng.integers(count - 1))
+        return candidate + (candidate >= video_index)  # never the same video
 
     def _should_log(self) -> bool:
         return self.log_failures_in_workers or get_worker_info() is None

@@ -49,7 +49,8 @@ def test_pooling_comparison_writes_the_table(synthetic_root, tiny_overrides, tmp
 
 def test_demo_rejects_bad_arguments(capsys):
     assert demo.main(["fast"]) == 2
-    assert "arguments must be key=value overrides" in capsys.readouterr().err
+    assert "'fast' is not an override: write key=value" in capsys.readouterr().err
     assert demo.main(["experiment=nope"]) == 2
     err = capsys.readouterr().err
-    assert "Could not find 'experiment/nope'" in err and "pooling_comparison" in err
+    assert "experiment=nope: no such experiment config" in err and "pooling_comparison" in err
+    assert len(err.splitlines()) == 1
