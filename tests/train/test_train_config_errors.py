@@ -54,7 +54,10 @@ def test_unknown_group_option_lists_the_choices():
         ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is not one of auto, cpu, gpu"),
         ("model.pretrained=/no/such/weights.pth", "model.pretrained=/no/such/weights.pth: no such file"),
         ("++model.kwargs.depth=3", "model.kwargs.depth: r2plus1d_tiny does not take this option"),
-        ("++data.num_frames=16", "data.num_frames=16 but model.num_frames=8 (r2plus1d_tiny): they must agree"),
+        (
+            "++data.num_frames=16",
+            "data.num_frames=16 but model.num_frames=8 (r2plus1d_tiny): they must agree",
+        ),
         ("++data.train_crop_size=32", "data.train_crop_size=32 but model.crop_size=48"),
         ("++data.alpha=4", "data.alpha=4 makes [slow, fast] clips but model r2plus1d_tiny takes one tensor"),
         ("name=${nope}", "name: Interpolation key 'nope' not found"),

@@ -34,10 +34,10 @@ def test_two_processes_match_one_process_on_the_same_global_batch(
     synthetic_root, tiny_overrides, subprocess_env, tmp_path
 ):
     common = [
-        o for o in tiny_overrides(synthetic_root, tmp_path) if not o.startswith(("trainer=", "data.batch"))
+        o
+        for o in tiny_overrides(synthetic_root, tmp_path, "trainer.epochs=2", "logger=[csv]")
+        if not o.startswith(("trainer=", "++data.batch_size"))
     ]
-    common = [o for o in common if not o.startswith("++data.batch_size")]
-    common += ["trainer.epochs=2", "trainer.progress_bar=false", "trainer.num_threads=1", "logger=[csv]"]
 
     # one process, batches of 4
     single = train(

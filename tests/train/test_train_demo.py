@@ -13,7 +13,7 @@ from softpool_video import demo
 
 @pytest.mark.slow
 def test_demo_trains_tests_and_prints_the_results(synthetic_root, tiny_overrides, tmp_path, capsys):
-    overrides = [*tiny_overrides(synthetic_root, tmp_path), "trainer.epochs=2", "eval.test_num_clips=3"]
+    overrides = tiny_overrides(synthetic_root, tmp_path, "trainer.epochs=2", "eval.test_num_clips=3")
     assert demo.main(overrides) == 0
     out = capsys.readouterr().out
     assert "SoftPool demo: results on the synthetic test split" in out
@@ -30,9 +30,9 @@ def test_demo_trains_tests_and_prints_the_results(synthetic_root, tiny_overrides
 def test_pooling_comparison_writes_the_table(synthetic_root, tiny_overrides, tmp_path, capsys):
     overrides = [
         "experiment=pooling_comparison",
-        *tiny_overrides(synthetic_root, tmp_path),
-        "trainer.epochs=1",
-        f"comparison.output_dir={tmp_path / 'comparison'}",
+        *tiny_overrides(
+            synthetic_root, tmp_path, "trainer.epochs=1", f"comparison.output_dir={tmp_path / 'comparison'}"
+        ),
     ]
     assert demo.main(overrides) == 0
     with (tmp_path / "comparison" / "comparison.csv").open(newline="") as handle:
