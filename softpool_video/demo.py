@@ -36,6 +36,8 @@ results. Overrides change conf/train.yaml keys, e.g.
   softpool-demo data.root=/tmp/synthetic data.generate=true
   softpool-demo experiment=pooling_comparison
 
+--help, -h shows this help, --version the version.
+
 exit status: 0 done, 1 the run failed, 2 a bad argument or configuration (nothing written), 130 Ctrl-C
 """
 
