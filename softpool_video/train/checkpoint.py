@@ -16,16 +16,18 @@ key                    content
 ``batches_in_epoch``   batches of epoch ``epoch`` already trained (non-zero only after a
                        SIGTERM/SIGINT mid-epoch)
 ``best_metric``        best value of ``trainer.monitor`` so far (``None`` before any eval)
-``rng``                ``{"python", "numpy", "torch", "cuda", "generators"}`` generator states
-                       (``generators``: private generators of the train loader/sampler)
-``rng_epoch_start``    mid-epoch checkpoints only: ``rng`` at the start of the epoch
+``best_epoch``         the epoch (1-based) ``best.pt`` holds (``None`` before any eval)
+``rng``                ``{"python", "numpy", "torch", "cuda"}`` generator states at the checkpoint
 ``epoch_progress``     mid-epoch checkpoints only: the epoch's sums so far (loss, hits, clips, times)
+``failed_videos``      ``[[path, message], ...]``: training videos known to be unreadable
 ``config``             the resolved run configuration as a plain dict
 ``class_names``        list of class names, index = label
 ``num_classes``        int
 ``metrics``            the metrics row of the epoch just finished (``{name: float}``)
 ``torch_version``      str
 =====================  =================================================================
+
+The position keys (``epoch`` ... ``failed_videos``) are ``train/resume.py``'s ``ResumePoint``.
 
 Writing goes to a temporary file in the same directory (``.NAME.*.tmp``), is flushed and fsynced, then
 renamed over the target, so a crash or a kill at any moment leaves either the old or the new checkpoint,

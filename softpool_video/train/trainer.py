@@ -1,25 +1,31 @@
 """The training loop behind ``softpool-train``: one :class:`Trainer` per run.
 
-What a run does, in order (each step is one method below):
+What a run does, in order (each step is one method below). Steps 1-4 check everything and hold the
+console log back, so a configuration mistake raises :class:`ConfigError` with nothing written:
 
-1. ``_setup_run``: distributed context (torchrun env), precision vs device, seeding, the run directory
-   (``resume=auto`` finds the latest ``last.pt`` of a run with the same ``name``), console log.
-2. ``_setup_data``: train/val datasets and loaders (``data/``), with clear errors for empty splits.
-3. ``_setup_model``: model (``model/`` + ``pooling/``), optional SyncBatchNorm, optimizer (``optim/``),
-   per-step LR schedule (``schedule/``), GradScaler; then the checkpoint to resume from, if any; DDP.
-4. ``fit``: epochs of ``_train_epoch`` (AMP, gradient accumulation, clipping, label smoothing,
+1. ``_check_config``: every key's type and range, the device, the files named
+   (``validate_train_config``); model and data agree on the clip shape (``reconcile_clip_shape``).
+2. ``_setup_run``: distributed context (torchrun env), precision vs device, seeding, which run
+   directory and which checkpoint to resume (``train/resume.py``), read and checked.
+3. ``_setup_data``: the synthetic dataset generated where that was asked for, train/val datasets and
+   loaders (``data/``) whose iterators leave the global generator alone.
+4. ``_setup_model``: model (``model/`` + ``pooling/``), optional SyncBatchNorm, optimizer (``optim/``),
+   per-step LR schedule (``schedule/``), GradScaler; the resume state (weights, position, generators,
+   known-bad videos); DDP.
+5. ``_open_run_dir``: the run directory, ``config.yaml``, ``train.log`` (with what was logged so far).
+6. ``fit``: epochs of ``_train_epoch`` (AMP, gradient accumulation, clipping, label smoothing,
    mixup/cutmix), validation every ``trainer.eval_every_n_epochs`` with multi-view video-level
-   metrics, ``last.pt`` every epoch and ``best.pt`` on improvement of ``trainer.monitor``.
+   metrics, ``best.pt`` on improvement of ``trainer.monitor`` and then ``last.pt`` every epoch.
 
 SIGTERM/SIGINT finish the current optimizer step, write ``last.pt`` (recording the position inside the
-epoch) and stop; ``resume=auto`` then continues where it stopped. Resuming at an epoch boundary
-reproduces an uninterrupted run exactly (same weights, same metrics) on CPU with the same seed: the
-data order depends only on (seed, epoch) and every RNG state is saved in the checkpoint.
+epoch) and stop; ``resume=auto`` then continues where it stopped; after a ``kill -9`` it continues from
+the last epoch's ``last.pt``. Either way the resumed run ends with the weights and metrics of an
+uninterrupted one (CPU, same seed): see ``train/resume.py`` for what that takes.
 
 Run directory (``run_dir``)::
 
     config.yaml          the resolved configuration
-    train.log            the console log
+    train.log            the console log (and the traceback of a failure)
     metrics.csv          one row per epoch (see EPOCH_COLUMNS); metrics.jsonl the same as JSON lines
     tensorboard/         event files (step loss/lr, epoch metrics)
     checkpoints/last.pt  every epoch (and on SIGTERM/SIGINT); checkpoints/best.pt best by trainer.monitor
