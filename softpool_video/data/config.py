@@ -74,7 +74,10 @@ class DataConfig:
     Loader (read by training code, passed to ``build_dataloader``)
         batch_size, num_workers, pin_memory, persistent_workers.
     Synthetic data
-        generate_if_missing: generate the synthetic motion dataset at ``root`` if it is absent.
+        generate: generate the synthetic motion dataset at ``root`` if it is absent: ``true``;
+            ``null`` only at the default root of ``data=synthetic`` (``data/synthetic`` under the launch
+            directory), so that a mistyped ``root`` never invents a dataset; ``false`` never
+            (see :func:`synthetic_generation_reason`).
         synthetic: keyword arguments of ``generate_synthetic_dataset``.
     """
 
@@ -118,7 +121,7 @@ class DataConfig:
     num_workers: int = 4
     pin_memory: bool = True
     persistent_workers: bool = True
-    generate_if_missing: bool = False
+    generate: bool | None = None
     synthetic: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -299,6 +302,28 @@ def load_annotations(cfg: DataConfig | Any, split: str) -> Annotations:
     return annotations
 
 
+def synthetic_generation_reason(cfg: DataConfig | Any) -> str | None:
+    """Why the synthetic dataset should be generated at ``cfg.root`` now, or ``None``.
+
+    Only where it was asked for: ``generate=true``, or ``generate=null`` with ``name=synthetic`` at
+    its default root (``SYNTHETIC_DEFAULT_ROOT`` under the launch directory). A dataset already there
+    is then only checked (same generator parameters), not written again.
+    """
+    from softpool_video.constants import SYNTHETIC_DEFAULT_ROOT
+
+    if not isinstance(cfg, DataConfig):
+        cfg = DataConfig.from_config(cfg)
+    root = cfg.root_path()
+    if cfg.generate is False or not cfg.synthetic:
+        return None
+    if cfg.generate:
+        return "data.generate=true"
+    default_root = (_launch_directory() / SYNTHETIC_DEFAULT_ROOT).absolute()
+    if cfg.name == "synthetic" and root.absolute() == default_root:
+        return f"data=synthetic at its default root {SYNTHETIC_DEFAULT_ROOT}"
+    return None
+
+
 def build_dataset(
     data_cfg: Any, split: str, transform: Callable[[dict], dict] | None = None
 ) -> VideoClipDataset:
@@ -308,9 +333,11 @@ def build_dataset(
     ``transform``: replaces the standard one from ``build_transform(data_cfg, split)``.
     """
     cfg = DataConfig.from_config(data_cfg)
-    if cfg.generate_if_missing:
-        from softpool_video.data.synthetic import ensure_synthetic_dataset
+    if synthetic_generation_reason(cfg) is not None:
+        from softpool_video.data.synthetic import INFO_FILE, ensure_synthetic_dataset
 
+        if not (cfg.root_path() / INFO_FILE).is_file():
+            logger.info("generating the synthetic motion dataset in %s", cfg.root_path())
         ensure_synthetic_dataset(cfg.root_path(), **cfg.synthetic)
     annotations = load_annotations(cfg, split)
     if transform is None:

@@ -494,7 +494,7 @@ def _render_all(root: Path, jobs: list[_VideoJob], workers: int, progress: bool)
 def ensure_synthetic_dataset(root: str | Path, **kwargs) -> Path:
     """Generate the dataset at ``root`` unless it is already there with the same parameters.
 
-    Used by ``build_dataset`` when ``data.generate_if_missing`` is set; ``kwargs`` are those of
+    Used by ``build_dataset`` where ``data.generate`` allows it; ``kwargs`` are those of
     ``generate_synthetic_dataset`` (``data.synthetic``). A directory holding something else, or
     a synthetic dataset made with other parameters, raises instead of being replaced.
     """

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 import softpool_video
 from softpool_video.cli import UsageError
-from softpool_video.constants import AGGREGATIONS, POOLING_CHOICES, PRECISIONS, SYNTHETIC_DEFAULT_ROOT
+from softpool_video.constants import AGGREGATIONS, POOLING_CHOICES, PRECISIONS
 
 __all__ = [
     "POOLINGS",
@@ -432,12 +432,17 @@ def _check_pretrained(pretrained: Any, spec: Any) -> None:
 # Model and data settings that must agree
 
 
+#: Data keys that follow the model's clip shape (``reconcile_clip_shape``).
+CLIP_SHAPE_KEYS = ("num_frames", "train_crop_size", "test_crop_size", "alpha")
+
+
 def reconcile_clip_shape(cfg: DictConfig, model_cfg: Mapping[str, Any] | None = None) -> list[str]:
     """Make ``cfg.data`` and the model agree on frames, crop size and SlowFast alpha; returns one note
     per value derived (to be logged). Raises :class:`ConfigError` when two values set both conflict.
 
     The model's clip shape (``model.num_frames``, ``model.crop_size``, ``model.alpha``, default: the
-    registry's) is what the network was built for; a data value left ``null`` takes it:
+    registry's) is what the network was built for; a data value left ``null`` (or, as ``train.yaml``
+    sets it, ``${model.num_frames}``) takes it:
     ``data.num_frames``, ``data.train_crop_size``, ``data.test_crop_size`` and ``data.alpha``. A data
     value that is set must equal the model's (``data.test_crop_size`` may differ: testing at a larger
     crop is common). ``model_cfg`` (the checkpoint's, for evaluation) replaces ``cfg.model``.
@@ -449,6 +454,12 @@ def reconcile_clip_shape(cfg: DictConfig, model_cfg: Mapping[str, Any] | None = 
     spec = get_model_spec(name)
     data = cfg.data
     notes: list[str] = []
+    # train.yaml says ``data.num_frames: ${model.num_frames}``: "the model's". Such a value is
+    # derived here (and logged); a number set by the user must agree with the model.
+    with open_dict(data):
+        for key in CLIP_SHAPE_KEYS:
+            if key in data and OmegaConf.is_interpolation(data, key):
+                data[key] = None
 
     def agree(model_key: str, data_key: str, default: Any, what: str) -> int:
         model_value = model.get(model_key)
@@ -568,22 +579,31 @@ def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") ->
             f"data.root={data_cfg.get('root')} ({root}) does not exist; evaluation never generates data: "
             "point data.root (or +data_overrides.root) at the dataset the checkpoint should be tested on"
         )
-    if generate is True:
-        if data_cfg.get("synthetic") is None:
-            raise ConfigError(
-                "data.generate=true needs the synthetic dataset's settings (data.synthetic); "
-                "use data=synthetic"
-            )
-        return "data.generate=true"
-    default_root = _launch_directory() / SYNTHETIC_DEFAULT_ROOT
-    if generate is None and synthetic and root.absolute() == default_root.absolute():
-        return f"data=synthetic at its default root {SYNTHETIC_DEFAULT_ROOT}"
+    if generate is True and data_cfg.get("synthetic") is None:
+        raise ConfigError(
+            "data.generate=true needs the synthetic dataset's settings (data.synthetic); use data=synthetic"
+        )
+    reason = _data_layer_reason(data_cfg, generate)
+    if reason is not None:
+        return reason
     hint = (
         "; pass data.generate=true to generate the synthetic dataset there"
         if synthetic
         else " (see datasets/README.md to download and prepare it)"
     )
     raise ConfigError(f"data.root={data_cfg.get('root')} ({root}) does not exist{hint}")
+
+
+def _data_layer_reason(data_cfg: Mapping[str, Any], generate: bool | None) -> str | None:
+    """The data package's rule (``synthetic_generation_reason``): one definition of "asked for"."""
+    from softpool_video.data.config import DataConfig, synthetic_generation_reason
+
+    plain = data_config_for_build(data_cfg)
+    plain["generate"] = generate
+    try:
+        return synthetic_generation_reason(DataConfig.from_config(plain))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"data: {' '.join(str(error).split())}") from None
 
 
 def generate_synthetic(data_cfg: Mapping[str, Any], reason: str, progress: bool = False) -> Path:
@@ -609,12 +629,13 @@ _GENERATION_KEYS = ("generate", "generate_if_missing")
 
 
 def data_config_for_build(data_cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The data section as ``build_dataset`` takes it: plain, without the generation switches (the
-    decision is :func:`synthetic_generation`'s, made before), with ``generate_if_missing`` off."""
+    """The data section as ``build_dataset`` takes it: plain, with ``generate=false`` (the decision is
+    :func:`synthetic_generation`'s, made before, and the generation done by :func:`generate_synthetic`);
+    the 0.1 key ``generate_if_missing`` is dropped."""
     plain = to_plain_dict(data_cfg) if isinstance(data_cfg, DictConfig) else dict(data_cfg)
     for key in _GENERATION_KEYS:
         plain.pop(key, None)
-    plain["generate_if_missing"] = False
+    plain["generate"] = False
     return plain
 
 

@@ -175,12 +175,11 @@ def _watched(files: dict[str, Path]) -> dict[Path, list[str]]:
 def subprocess_runs(request, fixture_files, tiny_overrides, tmp_path_factory):
     """The selected subprocess cases and ``--version`` of every console script, run at once:
     ``{id: (run, cwd)}``, plus what the fixture folders held before and after."""
-    selected = {
-        item.callspec.params.get("case") for item in request.session.items if hasattr(item, "callspec")
-    }
+    params = (item.callspec.params.get("case") for item in request.session.items if hasattr(item, "callspec"))
+    selected = {case.id for case in params if isinstance(case, Case)}  # other modules have "case" too
     jobs, ids = [], []
     for case in CASES:
-        if case.subprocess and case in selected:
+        if case.subprocess and case.id in selected:
             cwd = tmp_path_factory.mktemp(case.id)
             jobs.append((case.tool, _expand(case, fixture_files, cwd, tiny_overrides), cwd))
             ids.append(case.id)

@@ -24,6 +24,7 @@ SMALL_SYNTHETIC = [
     "data.num_workers=0",
     "data.train_jitter_scales=[48,56]",
     "data.test_scale=48",
+    "data.test_crop_size=48",
     "model.crop_size=48",
     "model.kwargs.width=8",
     "trainer.fast_dev_run=1",

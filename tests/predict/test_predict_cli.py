@@ -183,7 +183,7 @@ def test_malicious_checkpoint_exits_1(tmp_path, sample_videos, capsys):
     torch.save({"format_version": 1, "model": Payload(), "config": {}}, evil)
     assert main([str(sample_videos["bikes"]), f"checkpoint={evil}"]) == 1
     err = capsys.readouterr().err
-    assert f"checkpoint={evil}" in err and "cannot load checkpoint" in err
+    assert f"checkpoint={evil}" in err and "refused to load checkpoint" in err
     assert "weights_only" not in err and len(err.strip().splitlines()) == 1
     assert not marker.exists()
 
