@@ -1,23 +1,26 @@
 # Two commands for a newcomer (both idempotent):
 #   make demo   set everything up in .venv, then run the main job
 #   make test   set everything up in .venv, then run the linter and the test suite
+# Exact versions come from constraints.txt (the package itself declares ranges in pyproject.toml).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+CONSTRAINTS := constraints.txt
 # The stamp is rebuilt (and the extension recompiled) whenever the build inputs change.
-BUILD_INPUTS := setup.py pyproject.toml $(wildcard softpool_video/csrc/*.* softpool_video/csrc/*/*.*)
+BUILD_INPUTS := setup.py pyproject.toml $(CONSTRAINTS) softpool_video/_buildinfo.py softpool_video/_version.py \
+	$(wildcard softpool_video/csrc/*.* softpool_video/csrc/*/*.*)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench wheel clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(BUILD_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade "pip>=24" "setuptools>=64" wheel
+	$(PIP) install --quiet --upgrade -c $(CONSTRAINTS) pip setuptools wheel
 	# torch first: the extension build imports it (no build isolation, no second 5 GB copy)
-	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet --no-build-isolation -e '.[dev]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) torch torchvision
+	$(PIP) install --quiet -c $(CONSTRAINTS) --no-build-isolation -e '.[dev]'
 	$(PY) -c "import softpool_video.ops as o; print('softpool_video extension:', o.extension_info())"
 	touch $@
 
@@ -35,5 +38,9 @@ test: lint
 bench: setup
 	$(VENV)/bin/softpool-bench op
 
+# A wheel for this environment's torch in dist/ (install it where the same torch is installed).
+wheel: setup
+	$(PIP) wheel --no-build-isolation --no-deps -w dist .
+
 clean:
-	rm -rf build *.egg-info softpool_video/_C*.so
+	rm -rf build dist *.egg-info softpool_video/_C*.so

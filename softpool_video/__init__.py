@@ -5,6 +5,7 @@ eagerly; models, data, training and tools live in subpackages that import their 
 dependencies only when used.
 """
 
+from softpool_video._version import __version__
 from softpool_video.ops import (
     AdaptiveSoftPool1d,
     AdaptiveSoftPool2d,
@@ -19,8 +20,6 @@ from softpool_video.ops import (
     soft_pool2d,
     soft_pool3d,
 )
-
-__version__ = "0.1.0"
 
 # Toolkit entry points, imported on first use so `import softpool_video` stays light.
 _LAZY = {
@@ -40,6 +39,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "__version__",
     "AdaptiveSoftPool1d",
     "Predictor",
     "build_model",

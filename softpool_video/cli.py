@@ -156,7 +156,7 @@ def report_unexpected(prog: str, error: BaseException, log_file: Path | None = N
 
 def version_text(prog: str) -> str:
     """``"PROG VERSION"``, the version being ``softpool_video.__version__``."""
-    from softpool_video import __version__
+    from softpool_video._version import __version__
 
     return f"{prog} {__version__}"
 

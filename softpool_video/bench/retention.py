@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: cli.Arguments) -> int:
     args.values["paths"] = args.positionals
-    from softpool_video.visualize.decode import VideoDecodeError, decode_video
+    from softpool_video.data.decoders import VideoDecodeError, decode_video
     from softpool_video.visualize.pipeline import pool_all_methods
     from softpool_video.visualize.retention import retention_rows
 

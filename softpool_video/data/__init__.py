@@ -12,9 +12,12 @@ Training code needs two calls::
             ...
     print(dataset.failures)                             # unreadable videos, from all workers
 
-Where to look: ``annotations`` (dataset layouts), ``decoders`` (PyAV/decord/torchcodec),
-``sampling`` (which frames), ``transforms`` (augmentation), ``dataset`` (items, retries),
-``loader`` (batches, distributed), ``config`` (the YAML keys), ``synthetic`` (generated data).
+Where to look: ``annotations`` (dataset layouts), ``frame_index`` (what a frame is: the
+presentation timestamps of every frame, from the packets), ``decoders`` (the one decoder:
+PyAV/decord/torchcodec held to the index), ``sampling`` (which frames: frame-index or time-based),
+``transforms`` (augmentation), ``dataset`` (items, retries), ``loader`` (batches, distributed),
+``config`` (the YAML keys), ``checking``/``prepare`` (the dataset tools), ``synthetic``
+(generated data), ``testing`` (real-world test videos with frame-number marks).
 """
 
 from softpool_video.data.annotations import (
@@ -32,13 +35,18 @@ from softpool_video.data.annotations import (
 from softpool_video.data.config import DataConfig, build_dataset, load_annotations
 from softpool_video.data.dataset import TooManyFailedVideosError, VideoClipDataset
 from softpool_video.data.decoders import (
+    DEFAULT_BACKEND,
     DecodedClip,
+    VideoClip,
     VideoDecodeError,
     VideoInfo,
+    VideoSource,
     available_backends,
     decode_clip,
+    decode_video,
     open_video,
 )
+from softpool_video.data.frame_index import FrameIndex, frame_index
 from softpool_video.data.loader import ShardedEvalSampler, VideoDataLoader, build_dataloader, collate_clips
 from softpool_video.data.sampling import ClipSampler
 from softpool_video.data.transforms import (
@@ -63,6 +71,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "DEFAULT_BACKEND",
     "DEFAULT_MEAN",
     "DEFAULT_STD",
     "VIDEO_EXTENSIONS",
@@ -71,6 +80,7 @@ __all__ = [
     "ClipSampler",
     "DataConfig",
     "DecodedClip",
+    "FrameIndex",
     "PackPathway",
     "RandomShortSideScale",
     "ShardedEvalSampler",
@@ -79,8 +89,10 @@ __all__ = [
     "TooManyFailedVideosError",
     "VideoClipDataset",
     "VideoDataLoader",
+    "VideoClip",
     "VideoDecodeError",
     "VideoInfo",
+    "VideoSource",
     "VideoRecord",
     "ViewCrop",
     "available_backends",
@@ -89,7 +101,9 @@ __all__ = [
     "build_transform",
     "collate_clips",
     "decode_clip",
+    "decode_video",
     "ensure_synthetic_dataset",
+    "frame_index",
     "generate_synthetic_dataset",
     "load_annotations",
     "open_video",

@@ -317,6 +317,29 @@ def parse_ucf101(
 _HMDB_SPLIT_FILE = re.compile(r"^(?P<name>.+)_test_split(?P<split>[123])\.txt$")
 
 
+def hmdb51_split_file_class(path: str | Path) -> tuple[str, int] | None:
+    """``(class name, split number)`` of an HMDB-51 split file name, ``None`` for other names."""
+    match = _HMDB_SPLIT_FILE.match(Path(path).name)
+    return (match["name"], int(match["split"])) if match else None
+
+
+def read_hmdb51_split_file(list_path: str | Path) -> list[tuple[str, str]]:
+    """``(video file name, id)`` of every line of ``<class>_test_split<N>.txt`` (``id`` 1 = train,
+    2 = test, 0 = unused). Names are taken verbatim: HMDB-51 has files starting with ``#``."""
+    list_path = _existing_file(Path(list_path), "split_files")
+    entries = []
+    for line_number, raw in enumerate(list_path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise AnnotationError(
+                f"{list_path}:{line_number}: expected '<video> <0|1|2>', got {raw.strip()!r}"
+            )
+        entries.append((parts[0], parts[1]))
+    return entries
+
+
 def parse_hmdb51(
     annotation_dir: str | Path, video_dir: str | Path, split: int = 1, subset: str = "train"
 ) -> Annotations:
@@ -332,9 +355,9 @@ def parse_hmdb51(
         raise FileNotFoundError(f"annotation_dir: {annotation_dir} is not a directory of HMDB-51 split files")
     split_files = {}
     for entry in sorted(annotation_dir.iterdir()):
-        match = _HMDB_SPLIT_FILE.match(entry.name)
-        if match and int(match["split"]) == split:
-            split_files[match["name"]] = entry
+        found = hmdb51_split_file_class(entry)
+        if found and found[1] == split:
+            split_files[found[0]] = entry
     if not split_files:
         raise FileNotFoundError(
             f"annotation_dir: no '<class>_test_split{split}.txt' files in {annotation_dir}"
@@ -343,17 +366,9 @@ def parse_hmdb51(
     wanted = "1" if subset == "train" else "2"
     records = []
     for label, name in enumerate(class_names):
-        list_path = split_files[name]
-        for line_number, raw in enumerate(list_path.read_text(encoding="utf-8-sig").splitlines(), 1):
-            parts = raw.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise AnnotationError(
-                    f"{list_path}:{line_number}: expected '<video> <0|1|2>', got {raw.strip()!r}"
-                )
-            if parts[1] == wanted:
-                records.append(VideoRecord(resolve_video_path(video_dir / name / parts[0]), label))
+        for video, group in read_hmdb51_split_file(split_files[name]):
+            if group == wanted:
+                records.append(VideoRecord(resolve_video_path(video_dir / name / video), label))
     return Annotations(records, class_names, f"{annotation_dir}/*_test_split{split}.txt")
 
 

@@ -1,23 +1,66 @@
 """Find unreadable videos before training: decode every frame of every file, in parallel.
 
-``check_videos(paths)`` returns ``(path, reason)`` for each file that cannot be opened, fails to
-decode, or holds clearly fewer frames than its header promises (truncated). Command line:
-``python datasets/check_videos.py ROOT_OR_LIST [--workers N] [--output unreadable.txt]``.
+``check_videos(paths)`` returns ``(path, reason)`` for each file that does not exist, cannot be
+opened, holds fewer frames than its header lists (truncated), or fails to decode completely. The
+frame count is the stream's own (its packets), so variable-frame-rate files and files whose
+audio runs longer than the video are not flagged.
+
+``videos_to_check(source)`` says which files a dataset root, folder, list or video names,
+reading lists with the same annotation parsers the datasets use (``annotations.py``) and
+resolving their paths the same way:
+
+- a video file: itself;
+- a UCF-101 list (``trainlist0N.txt``/``testlist0N.txt`` next to ``classInd.txt``), an HMDB-51
+  split file (``<class>_test_splitN.txt``), a Kinetics CSV (``label,youtube_id,time_start,
+  time_end,split``; the test CSV has no label), or a generic ``path label`` / ``path,label``
+  list (optional header, quoted paths): the videos it lists;
+- a directory holding such annotations (a dataset root, e.g. ``ucfTrainTestlist/`` with
+  ``UCF-101/``): every video any of its lists names, missing ones included;
+- any other directory: every video file under it.
+
+Listed paths are relative to a video folder. Unless ``video_dir`` says which, the folder where
+most listed files exist is used (the list's folder, the dataset root or one of their
+sub-folders) and reported, so a wrong guess shows instead of being silent.
+
+Command line: ``python datasets/check_videos.py SOURCE... [--backend pyav decord] [--workers N]
+[--output unreadable.txt]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from softpool_video.data.annotations import VIDEO_EXTENSIONS, iter_video_files
-from softpool_video.data.decoders import TAIL_TOLERANCE_FRAMES, VideoDecodeError, open_video
+from softpool_video.data.annotations import (
+    VIDEO_EXTENSIONS,
+    AnnotationError,
+    hmdb51_split_file_class,
+    iter_video_files,
+    parse_kinetics_csv,
+    parse_path_label_list,
+    parse_ucf101,
+    read_hmdb51_split_file,
+    resolve_video_path,
+)
+from softpool_video.data.decoders import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    VideoDecodeError,
+    check_backend,
+    open_video,
+)
+
+_UCF_LIST = re.compile(r"^(?P<subset>train|test)list0(?P<split>[123])\.txt$", re.IGNORECASE)
 
 
-def check_video(path: str | Path, backend: str = "pyav") -> str | None:
+def check_video(path: str | Path, backend: str = DEFAULT_BACKEND) -> str | None:
     """``None`` if every frame of ``path`` decodes, else why not."""
     try:
         with open_video(path, backend=backend) as video:
@@ -25,67 +68,222 @@ def check_video(path: str | Path, backend: str = "pyav") -> str | None:
             decoded = video.count_decodable_frames()
     except VideoDecodeError as err:
         return err.reason
-    if decoded == 0:
-        return "no frame decodes"
-    if decoded < expected - TAIL_TOLERANCE_FRAMES:
-        return f"truncated: {decoded} of the {expected} frames in its header decode"
+    if decoded < expected:
+        return f"only {decoded} of its {expected} frames decode"
     return None
 
 
-def _check_one(job: tuple[str, str]) -> tuple[str, str | None]:
-    path, backend = job
-    return path, check_video(path, backend)
+def _check_one(job: tuple[str, tuple[str, ...]]) -> tuple[str, str | None]:
+    path, backends = job
+    reasons = []
+    for backend in backends:
+        reason = check_video(path, backend)
+        if reason is not None:
+            reasons.append(reason if len(backends) == 1 else f"{backend}: {reason}")
+    return path, "; ".join(reasons) or None
 
 
 def check_videos(
-    paths: Iterable[str | Path], backend: str = "pyav", workers: int = 2, progress: bool = False
+    paths: Iterable[str | Path],
+    backend: str | Sequence[str] = DEFAULT_BACKEND,
+    workers: int = 2,
+    progress: bool = False,
 ) -> list[tuple[str, str]]:
-    """``(path, reason)`` of every unreadable video among ``paths``, in input order."""
+    """``(path, reason)`` of every unreadable video among ``paths``, in input order.
+
+    ``backend``: one backend or several; a file fails when any of them cannot decode it.
+    """
     from tqdm import tqdm
 
-    jobs = [(str(p), backend) for p in paths]
+    backends = (backend,) if isinstance(backend, str) else tuple(backend)
+    jobs = [(str(p), backends) for p in dict.fromkeys(str(p) for p in paths)]
     results: dict[str, str | None] = {}
     with tqdm(total=len(jobs), desc="checking videos", unit="video", disable=not progress) as bar:
-        if workers <= 1:
+        if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 path, reason = _check_one(job)
                 results[path] = reason
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
                 for path, reason in pool.map(_check_one, jobs, chunksize=4):
                     results[path] = reason
                     bar.update()
     return [(path, reason) for path, reason in results.items() if reason is not None]
 
 
-def _collect(sources: Sequence[str]) -> list[Path]:
-    """Video files from directories (recursive) and list files (first field of each line)."""
-    paths: list[Path] = []
-    for source in sources:
-        source_path = Path(source)
-        if source_path.is_dir():
-            paths += list(iter_video_files(source_path, VIDEO_EXTENSIONS))
-        elif source_path.is_file() and source_path.suffix.lower() not in VIDEO_EXTENSIONS:
-            for line in source_path.read_text().splitlines():
-                field = line.split(",")[0].strip() if "," in line else line.strip().rsplit(" ", 1)[0]
-                if field and not field.startswith("#"):
-                    path = Path(field)
-                    paths.append(path if path.is_absolute() else source_path.parent / path)
-        else:
-            paths.append(source_path)
-    return paths
+# ------------------------------------------------------------------------------------------------
+# which files a source names
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckSource:
+    """The videos a command-line source names, and how they were found (printed)."""
+
+    videos: list[Path]
+    description: str
+
+
+def _is_kinetics_csv(path: Path) -> bool:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"youtube_id", "time_start", "time_end"} <= {field.strip() for field in header}
+
+
+def _candidate_video_dirs(list_path: Path) -> list[Path]:
+    """Where a list's relative paths may start: its folder, the folder above (the dataset root),
+    and their sub-folders (``UCF-101/``, ``hmdb51_org/``, ``train/``, ...)."""
+    folder = list_path.parent
+    candidates = [folder, folder.parent]
+    for base in (folder.parent, folder):
+        with contextlib.suppress(OSError):
+            candidates += sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return list(dict.fromkeys(candidates))
+
+
+def _best(parse, candidates: Sequence[Path]) -> tuple[list[Path], Path]:
+    """Parse with each candidate video folder; keep the one where most listed files exist."""
+    best_paths: list[Path] | None = None
+    best_dir, best_found = candidates[0], -1
+    for candidate in candidates:
+        paths = parse(candidate)
+        found = sum(p.is_file() for p in paths)
+        if found > best_found:
+            best_paths, best_dir, best_found = paths, candidate, found
+        if found == len(paths):
+            break
+    return best_paths or [], best_dir
+
+
+def _list_videos(list_path: Path, video_dir: Path | None) -> CheckSource:
+    """The videos of one annotation list, parsed as the datasets parse it."""
+    ucf = _UCF_LIST.match(list_path.name)
+    hmdb = hmdb51_split_file_class(list_path)
+    if ucf and (list_path.parent / "classInd.txt").is_file():
+        split, subset = int(ucf["split"]), ucf["subset"].lower()
+        kind = f"UCF-101 {subset}list (split {split})"
+
+        def parse(directory: Path) -> list[Path]:
+            return [r.path for r in parse_ucf101(list_path.parent, directory, split, subset).records]
+
+    elif hmdb is not None:
+        return _hmdb_videos([list_path], video_dir)
+
+    elif list_path.suffix.lower() == ".csv" and _is_kinetics_csv(list_path):
+        kind = "Kinetics CSV"
+
+        def parse(directory: Path) -> list[Path]:
+            return [r.path for r in parse_kinetics_csv(list_path, directory).records]
+
+    else:
+        kind = "list"
+
+        def parse(directory: Path) -> list[Path]:
+            return [r.path for r in parse_path_label_list(list_path, directory).records]
+
+    candidates = [video_dir] if video_dir is not None else _candidate_video_dirs(list_path)
+    videos, chosen = _best(parse, candidates)
+    return CheckSource(videos, f"{list_path}: {kind}, {len(videos)} videos, paths relative to {chosen}")
+
+
+def _hmdb_videos(split_files: Sequence[Path], video_dir: Path | None) -> CheckSource:
+    """The videos of HMDB-51 split files (``<class>_test_splitN.txt``): ``<video dir>/<class>/<name>``
+    for every line, whatever its 0/1/2 id."""
+    entries = [
+        (hmdb51_split_file_class(path)[0], name)
+        for path in split_files
+        for name, _ in read_hmdb51_split_file(path)
+    ]
+
+    def parse(directory: Path) -> list[Path]:
+        return list(dict.fromkeys(resolve_video_path(directory / cls / name) for cls, name in entries))
+
+    candidates = [video_dir] if video_dir is not None else _candidate_video_dirs(split_files[0])
+    videos, chosen = _best(parse, candidates)
+    where = (
+        split_files[0]
+        if len(split_files) == 1
+        else f"{len(split_files)} split files in {split_files[0].parent}"
+    )
+    return CheckSource(videos, f"{where}: HMDB-51, {len(videos)} videos, paths relative to {chosen}/<class>")
+
+
+def _annotation_files(directory: Path) -> list[Path]:
+    """Dataset lists in ``directory`` or one level below: UCF-101 lists, HMDB-51 split files,
+    Kinetics CSVs (generic lists are only taken when named explicitly)."""
+    found = []
+    for folder in [directory, *sorted(p for p in directory.iterdir() if p.is_dir())]:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.is_file():
+                continue
+            ucf = _UCF_LIST.match(entry.name) and (folder / "classInd.txt").is_file()
+            hmdb = hmdb51_split_file_class(entry) is not None
+            kinetics = entry.suffix.lower() == ".csv" and _is_kinetics_csv(entry)
+            if ucf or hmdb or kinetics:
+                found.append(entry)
+    return found
+
+
+def videos_to_check(source: str | Path, video_dir: str | Path | None = None) -> list[CheckSource]:
+    """The videos ``source`` names (see the module docstring). Raises ``FileNotFoundError`` for a
+    missing source and ``AnnotationError`` for a malformed list."""
+    source = Path(source)
+    video_dir = Path(video_dir) if video_dir is not None else None
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist")
+    if source.is_file():
+        if source.suffix.lower() in VIDEO_EXTENSIONS:
+            return [CheckSource([source], f"{source}: a video")]
+        return [_list_videos(source, video_dir)]
+    lists = _annotation_files(source)
+    if lists:
+        hmdb = [path for path in lists if hmdb51_split_file_class(path) is not None]
+        found = [_list_videos(path, video_dir) for path in lists if path not in hmdb]
+        for folder in dict.fromkeys(path.parent for path in hmdb):
+            found.append(_hmdb_videos([p for p in hmdb if p.parent == folder], video_dir))
+        return found
+    videos = list(iter_video_files(source, VIDEO_EXTENSIONS))
+    return [CheckSource(videos, f"{source}: a folder, {len(videos)} video files")]
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``check_videos.py SOURCE... [--backend pyav] [--workers N] [--output FILE]``; exit 1 if any is bad."""
+    """``check_videos.py SOURCE... [--backend B...] [--workers N] [--output FILE]``; exit 1 if any
+    video is unreadable, 2 for bad arguments."""
     parser = argparse.ArgumentParser(
-        prog="check_videos.py", description="Decode every frame of every video and list the unreadable ones."
+        prog="check_videos.py",
+        description="Decode every frame of every video of a dataset root, folder, list or CSV, and "
+        "list the unreadable ones (missing, truncated, corrupt, not a video).",
     )
     parser.add_argument(
-        "sources", nargs="+", help="video directories (searched recursively), list files or videos"
+        "sources",
+        nargs="+",
+        help="dataset roots, video folders (searched recursively), list/CSV files, or videos",
     )
-    parser.add_argument("--backend", default="pyav", choices=["pyav", "decord", "torchcodec"])
+    parser.add_argument(
+        "--video-dir",
+        type=Path,
+        help="folder the listed paths are relative to (default: where most listed files exist)",
+    )
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=[DEFAULT_BACKEND],
+        choices=BACKENDS,
+        help="decoder(s) to check with; a file fails if any fails (default: %(default)s)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default: %(default)s)")
     parser.add_argument(
         "--output",
@@ -94,12 +292,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write 'path<TAB>reason' lines (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    paths = _collect(args.sources)
+    if args.workers < 1:
+        print(f"check_videos: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.video_dir is not None and not args.video_dir.is_dir():
+        print(f"check_videos: --video-dir {args.video_dir} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        for backend in args.backend:
+            check_backend(backend)
+        found = [item for source in args.sources for item in videos_to_check(source, args.video_dir)]
+    except (FileNotFoundError, AnnotationError, ValueError) as err:
+        print(f"check_videos: {err}", file=sys.stderr)
+        return 2
+    for item in found:
+        print(item.description)
+    paths = list(dict.fromkeys(p for item in found for p in item.videos))
     if not paths:
         print(f"check_videos: no video files in {' '.join(args.sources)}", file=sys.stderr)
         return 2
     bad = check_videos(paths, args.backend, args.workers, progress=sys.stderr.isatty())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("".join(f"{path}\t{reason}\n" for path, reason in bad))
+    for path, reason in bad[:20]:
+        print(f"  {path}: {reason}")
+    if len(bad) > 20:
+        print(f"  ... {len(bad) - 20} more")
     print(f"{len(bad)} of {len(paths)} videos are unreadable; list written to {args.output}")
     return 1 if bad else 0

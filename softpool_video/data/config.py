@@ -24,7 +24,7 @@ from softpool_video.data.annotations import (
     read_class_names,
 )
 from softpool_video.data.dataset import SPLITS, VideoClipDataset
-from softpool_video.data.decoders import BACKENDS
+from softpool_video.data.decoders import BACKENDS, check_backend
 from softpool_video.data.transforms import DEFAULT_MEAN, DEFAULT_STD, build_transform
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,13 @@ class DataConfig:
         num_classes: expected class count, checked against the annotations (``null`` = no check).
         skip_missing: drop listed but missing files with one warning instead of raising.
     Decoding and clips
-        decoder: ``pyav`` | ``decord`` | ``torchcodec``; decoder_threads: threads per decode.
+        decoder: ``pyav`` | ``decord`` | ``torchcodec`` (files a backend cannot decode exactly go
+            to pyav, see ``decoders.py``); decoder_threads: threads per decode.
         num_frames, sampling_rate: clip = ``num_frames`` frames every ``sampling_rate`` frames.
-        target_fps: count ``sampling_rate`` at this frame rate (``null`` = the video's own).
+        target_fps: ``null`` = frame-index sampling (consecutive frame numbers); a rate =
+            time-based sampling: clip frames are the frames on screen at instants
+            ``sampling_rate / target_fps`` seconds apart on the presentation timeline (the same
+            seconds at any frame rate, evenly spaced times in variable-frame-rate videos).
         num_clips, num_crops: val/test views per video (``num_crops`` 1 or 3).
     Augmentation
         train_crop: ``random`` (short-side scale jitter then random crop) or ``random_resized``.
@@ -158,6 +162,19 @@ class DataConfig:
             fail("root", "is not set: pass data.root=/path/to/the/dataset (see datasets/README.md)")
         if self.decoder not in BACKENDS:
             fail("decoder", f"must be one of {BACKENDS}, got {self.decoder!r}")
+        try:
+            check_backend(self.decoder)
+        except ValueError as err:
+            fail("decoder", f"={self.decoder}: {err}")
+        if self.target_fps is not None and not (
+            isinstance(self.target_fps, int | float)
+            and not isinstance(self.target_fps, bool)
+            and self.target_fps > 0
+        ):
+            fail(
+                "target_fps",
+                f"must be a frame rate > 0 or null (frame-index sampling), got {self.target_fps!r}",
+            )
         if self.num_crops not in (1, 3):
             fail("num_crops", f"must be 1 or 3, got {self.num_crops}")
         for key in (

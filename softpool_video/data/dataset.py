@@ -35,7 +35,6 @@ of the videos have failed, ``TooManyFailedVideosError`` reports them all at once
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -283,24 +282,23 @@ class VideoClipDataset(Dataset):
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _window(self, record: VideoRecord, fps: float) -> tuple[int, int] | None:
+    @staticmethod
+    def _window(record: VideoRecord, video) -> tuple[int, int] | None:
+        """The frames of ``record``'s time window, ``None`` for the whole video."""
         if record.start_sec is None and record.end_sec is None:
             return None
-        first = math.floor((record.start_sec or 0.0) * fps)
-        stop = math.ceil(record.end_sec * fps) if record.end_sec is not None else 1 << 62
-        return first, stop
+        return video.index.frames_between(record.start_sec, record.end_sec)
 
     def _decode(self, video_index: int, clip_index: int, rng: np.random.Generator) -> torch.Tensor:
         """uint8 (T, H, W, 3) frames of the clip; ``VideoDecodeError`` for any unreadable video."""
         record = self.records[video_index]
         with open_video(record.path, backend=self.decoder, threads=self.decoder_threads) as video:
-            info = video.info
-            window = self._window(record, info.fps)
+            window = self._window(record, video)
             if self.training:
-                indices = self.clip_sampler.train_indices(info.num_frames, info.fps, rng, window)
+                indices = self.clip_sampler.train_indices(video.frame_times, rng, window)
             else:
                 indices = self.clip_sampler.test_indices(
-                    info.num_frames, info.fps, clip_index, self.num_clips, window
+                    video.frame_times, clip_index, self.num_clips, window
                 )
             return video.decode(indices).frames
 

@@ -1,5 +1,9 @@
 """pytorchvideo backbones: SlowFast R50/R101, R(2+1)D R50, X3D XS/S/M.
 
+pytorchvideo is optional (``pip install 'softpool_video[pytorchvideo]'``, which brings fvcore and
+iopath): it is imported only when one of these models is built, and :func:`build_model` says how to
+install it when it is missing. The other models need nothing extra.
+
 Built with pytorchvideo's own ``create_*`` functions so that its Kinetics checkpoints load key for
 key, with three changes made through their public arguments or by replacing a pool module:
 
@@ -12,11 +16,29 @@ key, with three changes made through their public arguments or by replacing a po
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from torch import nn
 
-from softpool_video.models.registry import BuiltModel, WeightsFile, register_model
+from softpool_video.models.registry import BuiltModel, MissingDependencyError, WeightsFile, register_model
 
 _ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics"
+
+#: What every model of this module needs (see ModelSpec.requires).
+_REQUIRES = ("pytorchvideo",)
+
+
+def _pytorchvideo_models(module: str) -> ModuleType:
+    """``pytorchvideo.models.<module>``; an installed but broken pytorchvideo gets a clear error too."""
+    try:
+        return importlib.import_module(f"pytorchvideo.models.{module}")
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"the pytorchvideo models need a working pytorchvideo (pip install "
+            f"'softpool_video[pytorchvideo]'); importing pytorchvideo.models.{module} failed: {error}"
+        ) from error
+
 
 # The averaging of class scores after a pytorchvideo head's projection: it is not feature pooling
 # (and is 1x1x1 with adaptive head pools), so where="all" leaves it alone.
@@ -48,8 +70,7 @@ def _slowfast(
     beta_inv: int = 8,
     dropout_rate: float = 0.5,
 ) -> BuiltModel:
-    from pytorchvideo.models.slowfast import create_slowfast
-
+    create_slowfast = _pytorchvideo_models("slowfast").create_slowfast
     _check_divisible(num_frames, alpha, name)
     if beta_inv < 1 or 64 % beta_inv:
         raise ValueError(f"{name}: beta_inv must divide the 64 stem channels, got {beta_inv}")
@@ -92,6 +113,7 @@ _SLOWFAST_DOC = (
     alpha=4,
     weights={"kinetics400": WeightsFile("SLOWFAST_8x8_R50.pyth", f"{_ZOO}/SLOWFAST_8x8_R50.pyth", 400)},
     description=_SLOWFAST_DOC.format(depth="R50"),
+    requires=_REQUIRES,
 )
 def slowfast_r50(**kwargs) -> BuiltModel:
     return _slowfast("slowfast_r50", 50, 7, **kwargs)
@@ -104,6 +126,7 @@ def slowfast_r50(**kwargs) -> BuiltModel:
     alpha=4,
     weights={"kinetics400": WeightsFile("SLOWFAST_8x8_R101.pyth", f"{_ZOO}/SLOWFAST_8x8_R101.pyth", 400)},
     description=_SLOWFAST_DOC.format(depth="R101"),
+    requires=_REQUIRES,
 )
 def slowfast_r101(**kwargs) -> BuiltModel:
     # pytorchvideo's R101 checkpoint uses a 5-frame fusion kernel (R50: 7).
@@ -116,12 +139,12 @@ def slowfast_r101(**kwargs) -> BuiltModel:
     crop_size=224,
     weights={"kinetics400": WeightsFile("R2PLUS1D_16x4_R50.pyth", f"{_ZOO}/R2PLUS1D_16x4_R50.pyth", 400)},
     description="R(2+1)D R50 (pytorchvideo, 16x4 Kinetics setting); no stem pool unless stem_pool=True.",
+    requires=_REQUIRES,
 )
 def r2plus1d_r50(
     *, num_classes: int, num_frames: int, crop_size: int, dropout_rate: float = 0.5, stem_pool: bool = False
 ) -> BuiltModel:
-    from pytorchvideo.models.r2plus1d import create_r2plus1d
-
+    create_r2plus1d = _pytorchvideo_models("r2plus1d").create_r2plus1d
     model = create_r2plus1d(
         model_num_class=num_classes,
         dropout_rate=dropout_rate,
@@ -140,8 +163,7 @@ def r2plus1d_r50(
 
 
 def _x3d(*, num_classes, num_frames, crop_size, dropout_rate=0.5, stem_pool=False) -> BuiltModel:
-    from pytorchvideo.models.x3d import create_x3d
-
+    create_x3d = _pytorchvideo_models("x3d").create_x3d
     model = create_x3d(
         input_clip_length=num_frames,
         input_crop_size=crop_size,
@@ -180,6 +202,7 @@ def _register_x3d(name: str, num_frames: int, crop_size: int, checkpoint: str) -
         weights={"kinetics400": WeightsFile(f"{checkpoint}.pyth", f"{_ZOO}/{checkpoint}.pyth", 400)},
         description=f"{checkpoint.replace('_', '-')} (pytorchvideo), {num_frames}x{crop_size}x{crop_size} "
         "clips; no stem pool unless stem_pool=True, one head pool.",
+        requires=_REQUIRES,
     )(builder)
 
 

@@ -8,6 +8,7 @@ chosen by ``pooling``/``where`` and loads weights, so every builder gets the sam
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ __all__ = [
     "POOLING_CHOICES",
     "WHERE_CHOICES",
     "BuiltModel",
+    "MissingDependencyError",
     "ModelSpec",
     "WeightsFile",
     "build_model",
     "build_model_from_config",
     "list_models",
+    "missing_dependencies",
     "register_model",
 ]
 
@@ -37,6 +40,10 @@ logger = logging.getLogger(__name__)
 POOLING_CHOICES = _POOLING_CHOICES
 #: ``where`` values: which pools ``pooling`` applies to.
 WHERE_CHOICES = ("stem", "head", "all", "none")
+
+
+class MissingDependencyError(ImportError):
+    """A model needs an optional package that is not installed; the message says how to install it."""
 
 
 class BuiltModel(NamedTuple):
@@ -73,6 +80,9 @@ class ModelSpec:
     alpha: int | None = None
     weights: Mapping[str, WeightsFile] = field(default_factory=dict)
     description: str = ""
+    #: optional packages the builder imports, each installed by the extra of the same name
+    #: (``pip install 'softpool_video[pytorchvideo]'``)
+    requires: tuple[str, ...] = ()
 
 
 #: name -> ModelSpec; filled by :func:`register_model`.
@@ -87,11 +97,13 @@ def register_model(
     alpha: int | None = None,
     weights: Mapping[str, WeightsFile] | None = None,
     description: str = "",
+    requires: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., BuiltModel]], Callable[..., BuiltModel]]:
     """Decorator registering ``builder`` under ``name`` with its default clip size.
 
     ``alpha`` (SlowFast only) is the fast/slow frame-rate ratio: the model then takes
-    ``[slow (N, 3, T / alpha, H, W), fast (N, 3, T, H, W)]``.
+    ``[slow (N, 3, T / alpha, H, W), fast (N, 3, T, H, W)]``. ``requires`` names optional packages
+    the builder imports (checked by :func:`build_model` before building).
     """
 
     def decorator(builder: Callable[..., BuiltModel]) -> Callable[..., BuiltModel]:
@@ -105,6 +117,7 @@ def register_model(
             alpha,
             dict(weights or {}),
             description or (builder.__doc__ or ""),
+            tuple(requires),
         )
         return builder
 
@@ -114,6 +127,29 @@ def register_model(
 def list_models() -> list[str]:
     """Sorted names accepted by :func:`build_model`."""
     return sorted(MODEL_REGISTRY)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that fails to import, or a module blocked in sys.modules
+        return False
+
+
+def missing_dependencies(name: str) -> list[str]:
+    """The optional packages model ``name`` needs that are not installed (``[]``: it can be built)."""
+    return [module for module in get_model_spec(name).requires if not _importable(module)]
+
+
+def require_dependencies(name: str) -> None:
+    """Raise :class:`MissingDependencyError` unless model ``name``'s optional packages are installed."""
+    missing = missing_dependencies(name)
+    if missing:
+        extras = ",".join(missing)
+        raise MissingDependencyError(
+            f"model {name!r} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed: pip install 'softpool_video[{extras}]'"
+        )
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -160,6 +196,10 @@ def build_model(
         **kwargs: model options, e.g. ``alpha`` (SlowFast), ``stem_pool=True`` (add a stem pool to
             models without one), ``dropout_rate``.
 
+    Raises:
+        MissingDependencyError: the model needs an optional package that is not installed (the
+            pytorchvideo models: ``pip install 'softpool_video[pytorchvideo]'``).
+
     Returns:
         The model in training mode. ``model(x)`` gives logits ``(N, num_classes)`` for ``x`` of shape
         ``(N, 3, T, H, W)``; SlowFast models take ``[slow (N, 3, T / alpha, H, W), fast (N, 3, T, H, W)]``
@@ -177,6 +217,7 @@ def build_model(
     if spec.alpha is None and kwargs.get("alpha") is not None:
         raise ValueError(f"build_model: alpha applies to SlowFast models only, not {name!r}")
 
+    require_dependencies(name)
     built = spec.builder(num_classes=num_classes, num_frames=num_frames, crop_size=crop_size, **kwargs)
     model = built.model
     model.model_name = name

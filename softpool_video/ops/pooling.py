@@ -83,7 +83,7 @@ def _lift(values: tuple[int, ...], dims: int, fill: int) -> tuple[int, int, int]
 
 
 def _run(x5, output_size, kernel, stride, padding, dilation, adaptive, temperature) -> torch.Tensor:
-    if _extension.HAVE_EXTENSION:
+    if _extension.kernels_for(x5.device.type):
         output, _ = torch.ops.softpool_video.soft_pool3d(
             x5,
             list(output_size),
@@ -95,7 +95,7 @@ def _run(x5, output_size, kernel, stride, padding, dilation, adaptive, temperatu
             temperature,
         )
         return output
-    _extension.warn_fallback_once()
+    _extension.warn_fallback_once(x5.device.type)
     return soft_pool3d_reference(x5, output_size, kernel, stride, padding, dilation, adaptive, temperature)
 
 

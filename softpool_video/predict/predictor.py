@@ -15,7 +15,9 @@ clip sampler, same transform, both configured from the checkpoint); the video's 
 the mean of the views' softmax outputs.
 
 Unreadable videos never raise and are never replaced by another video (unlike the training
-dataset, which retries a different video): their result carries ``error`` and no scores.
+dataset, which retries a different video): their result carries ``error`` and no scores. A video
+some of whose clips decode and others do not is unreadable too (excluded and listed, the rule
+``softpool-eval`` follows): no prediction is made from part of a broken file.
 """
 
 from __future__ import annotations
@@ -172,9 +174,8 @@ class ViewMaker:
 
         Raises ``VideoDecodeError``.
         """
-        info = video.info
         with _single_thread_in_main_process():
-            indices = self.clip_sampler.test_indices(info.num_frames, info.fps, clip_index, num_clips, window)
+            indices = self.clip_sampler.test_indices(video.frame_times, clip_index, num_clips, window)
             frames = video.decode(indices).frames
             crops = [
                 self.transform({"video": to_video_tensor(frames), "crop_index": crop_index})["video"]

@@ -209,7 +209,7 @@ def _hydra_main(
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from softpool_video.train.config import conf_dir
+    from softpool_video.train.config import conf_dir, config_dirs_in_argv, user_configs_first
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if cli.wants_help(argv):
@@ -234,7 +234,9 @@ def _hydra_main(
     sys.argv = [program, *flags, *overrides]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises, and we print one line instead of its report
     try:
-        app()
+        # --config-dir DIR: DIR's configs come before the packaged ones (Hydra alone puts them after).
+        with user_configs_first(config_dirs_in_argv(sys.argv[1:])):
+            app()
     except (HydraException, OmegaConfBaseException) as error:
         message = cli.hydra_error_message(
             error, lambda key: _suggest_key(config_name, overrides, key), _group_options

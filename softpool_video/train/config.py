@@ -8,12 +8,21 @@ a missing dataset may be generated (only the synthetic one, only where asked for
 
 The configs are the repository's ``conf/`` directory (``train.yaml``, ``eval.yaml`` and the groups
 ``data/``, ``model/``, ``pooling/``, ``optim/``, ``schedule/``, ``trainer/``, ``logger/``,
-``experiment/``). Command-line tools use ``hydra.main``; code (tests, the demo) uses
-:func:`compose_config` with the same override syntax.
+``experiment/``), installed with the package as ``softpool_video/conf`` (:func:`conf_dir` finds
+either). Command-line tools use ``hydra.main``; code (tests, the demo) uses :func:`compose_config`
+with the same override syntax.
+
+Your own configs live in a directory of the same layout (``my_conf/experiment/x.yaml``,
+``my_conf/data/y.yaml``), given with ``--config-dir my_conf`` on the command line or
+``compose_config(..., config_dirs=["my_conf"])``. They come *before* the packaged configs in the
+search path, so a file there adds an option to its group or replaces the packaged option of the same
+name. (Hydra itself appends ``--config-dir`` after the primary config directory, where a same-named
+file is silently ignored; :func:`user_configs_first` fixes the order for our configs.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -36,6 +45,7 @@ __all__ = [
     "build_split",
     "compose_config",
     "conf_dir",
+    "config_dirs_in_argv",
     "data_config_for_build",
     "group_choices",
     "reconcile_clip_shape",
@@ -43,6 +53,7 @@ __all__ = [
     "resolve_precision",
     "synthetic_generation",
     "to_plain_dict",
+    "user_configs_first",
     "validate_train_config",
 ]
 
@@ -57,34 +68,136 @@ class ConfigError(UsageError):
 
 
 def conf_dir() -> Path:
-    """The ``conf/`` directory next to the ``softpool_video`` package."""
-    path = Path(softpool_video.__file__).resolve().parents[1] / "conf"
-    if not (path / "train.yaml").is_file():
-        raise FileNotFoundError(
-            f"configuration directory {path} is missing train.yaml; softpool_video's training tools "
-            "read their configs from the repository's conf/ (install with `pip install -e .`)"
+    """The directory of the packaged Hydra configs (the one holding ``train.yaml`` and ``eval.yaml``).
+
+    An installed package (wheel) carries them as ``softpool_video/conf``; a source checkout (run
+    from the repository, ``PYTHONPATH``, or an editable install) has them in the repository's
+    ``conf/``, next to the package.
+    """
+    import importlib.resources
+
+    package = Path(softpool_video.__file__).resolve().parent
+    candidates = [Path(str(importlib.resources.files("softpool_video") / "conf")), package.parent / "conf"]
+    for path in candidates:
+        if (path / "train.yaml").is_file():
+            return path
+    raise FileNotFoundError(
+        "softpool_video's configuration files are missing (looked for train.yaml in "
+        f"{' and '.join(str(path) for path in candidates)}); reinstall the package"
+    )
+
+
+def group_choices(group: str, config_dirs: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """Names of the options of a config group, e.g. ``group_choices("data")``: the packaged ones and
+    those in ``config_dirs`` (your own config directories)."""
+    roots = [Path(directory) for directory in config_dirs] + [conf_dir()]
+    return sorted({path.stem for root in roots for path in (root / group).glob("*.yaml")})
+
+
+# --- Search path: your config directories before the packaged ones -------------------------------
+
+_user_config_dirs: tuple[Path, ...] = ()
+
+
+def _prepend_user_config_dirs(search_path) -> None:
+    """Put the active user config directories in front of our packaged configs (and only ours)."""
+    from hydra.core.config_search_path import SearchPathQuery
+
+    if not _user_config_dirs:
+        return
+    ours = conf_dir().resolve()
+    # hydra.main gives "file:///abs/conf", initialize_config_dir the bare "/abs/conf"
+    main = [e.path.removeprefix("file://") for e in search_path.get_path() if e.provider == "main"]
+    if not any("://" not in path and Path(path).resolve() == ours for path in main):
+        return  # another Hydra application in this process: leave its search path alone
+    for directory in _user_config_dirs:
+        search_path.prepend(
+            provider="softpool_video user configs",
+            path=f"file://{directory}",
+            anchor=SearchPathQuery(provider="main"),
         )
-    return path
 
 
-def group_choices(group: str) -> list[str]:
-    """Names of the options of a config group, e.g. ``group_choices("data")``."""
-    return sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
+_search_path_plugin = None
 
 
-def compose_config(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
+def _register_search_path_plugin() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+    class UserConfigsFirst(SearchPathPlugin):
+        """Hydra calls this for every search path it builds (hydra.main and initialize_config_dir)."""
+
+        def manipulate_search_path(self, search_path) -> None:
+            _prepend_user_config_dirs(search_path)
+
+    global _search_path_plugin
+    if _search_path_plugin is None:
+        _search_path_plugin = UserConfigsFirst
+        Plugins.instance().register(UserConfigsFirst)
+
+
+def config_dirs_in_argv(argv: Sequence[str]) -> list[str]:
+    """The ``--config-dir DIR`` of a Hydra command line (``--config-dir=DIR``, ``-cd DIR`` too).
+
+    Hydra keeps the last one when the flag is repeated; so does this.
+    """
+    found: list[str] = []
+    args = list(argv)
+    for index, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and index + 1 < len(args):
+            found.append(args[index + 1])
+        elif arg.startswith("--config-dir="):
+            found.append(arg.split("=", 1)[1])
+    return found[-1:]
+
+
+@contextlib.contextmanager
+def user_configs_first(config_dirs: Sequence[str | os.PathLike]):
+    """Within this block, Hydra search paths of our configs start with ``config_dirs``.
+
+    ``config_dirs`` are your own config directories (the layout of ``conf/``), searched in the given
+    order before the packaged configs: a file there adds an option to its group or replaces the
+    packaged option of the same name (``train.yaml`` included). A directory that does not exist is
+    left to Hydra to report. The command-line entry points wrap ``hydra.main`` in this with
+    :func:`config_dirs_in_argv`; :func:`compose_config` takes ``config_dirs``.
+    """
+    global _user_config_dirs
+    _register_search_path_plugin()
+    saved = _user_config_dirs
+    _user_config_dirs = tuple(Path(os.path.abspath(directory)) for directory in config_dirs)
+    try:
+        yield
+    finally:
+        _user_config_dirs = saved
+
+
+def compose_config(
+    config_name: str = "train",
+    overrides: Sequence[str] = (),
+    config_dirs: Sequence[str | os.PathLike] = (),
+) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line style ``overrides`` (``["trainer.epochs=2"]``).
 
-    Works outside ``hydra.main`` (tests, notebooks, the demo). Interpolations are left unresolved, as
-    Hydra leaves them; the trainer resolves the config once at start.
+    Works outside ``hydra.main`` (tests, notebooks, the demo). ``config_dirs`` are your own config
+    directories, searched before the packaged configs (see :func:`user_configs_first`); like
+    ``--config-dir``, a missing one is an error. Interpolations are left unresolved, as Hydra leaves
+    them; the trainer resolves the config once at start.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():
-        # Inside a running Hydra app the search path is already ours: compose directly.
+        # Inside a running Hydra app compose with the app's search path (its --config-dir included);
+        # config_dirs cannot change it there.
         return compose(config_name=config_name, overrides=list(overrides))
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    for directory in config_dirs:
+        if not Path(directory).is_dir():
+            raise ConfigError(f"config directory {directory} does not exist")
+    with (
+        user_configs_first(config_dirs),
+        initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"),
+    ):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
@@ -659,8 +772,8 @@ def build_model_from_config(
     Raises :class:`ConfigError` naming the key for options the builder does not take, and for a
     ``model.pretrained`` file that is not a checkpoint or does not fit the model.
     """
+    from softpool_video.models import MissingDependencyError, list_models
     from softpool_video.models import build_model_from_config as build
-    from softpool_video.models import list_models
 
     name = _get(cfg, "model.name")
     if name not in list_models():
@@ -676,6 +789,8 @@ def build_model_from_config(
     weights = model_cfg.get("pretrained")
     try:
         return build(model_cfg, num_classes, pooling_cfg)
+    except MissingDependencyError as error:  # an optional package this installation lacks
+        raise ConfigError(f"model.name={name!r}: {' '.join(str(error).split())}") from None
     except TypeError as error:  # an option the builder does not take: model.kwargs.<key>
         match = re.search(r"unexpected keyword argument '(\w+)'", str(error))
         key = f"model.kwargs.{match.group(1)}" if match else "model.kwargs"

@@ -6,12 +6,24 @@ view; the softmax scores of a video's views are combined (``eval.aggregation``: 
 one video score, and the video-level top-1/top-5 — the numbers papers report for "10 clips x 3 crops"
 — are computed from those.
 
+Unreadable videos are **excluded and listed**: a video any of whose views could not be decoded
+is not scored at all (no partial score from the views that did decode) and is listed, with the
+reason, in ``summary.json``'s ``unreadable_videos``. The same rule holds for validation during
+training and for ``softpool-predict`` (whose result for such a video carries ``error`` and no
+scores).
+
+Unlabelled splits (label ``-1``, e.g. the Kinetics test CSV, which has no label column) give
+predictions and no metrics; in a split where only some videos are labelled, the metrics count the
+labelled ones and the predictions cover all.
+
 ``softpool-eval`` (see :func:`evaluate_checkpoint`) writes to its output directory:
 
-- ``summary.json``: all metrics, the settings, per-class accuracy and the unreadable videos;
-- ``predictions.csv``: one row per video: video, label, top-5 predictions with their scores;
-- ``per_class_accuracy.csv``;
-- ``confusion_matrix.csv`` and ``confusion_matrix.png`` (rows = true class, columns = predicted).
+- ``summary.json``: all metrics (``null`` without labels), the settings, per-class accuracy and
+  the unreadable videos;
+- ``predictions.csv``: one row per scored video: video, label (empty if unknown), top-5
+  predictions with their scores;
+- ``per_class_accuracy.csv``, ``confusion_matrix.csv`` and ``confusion_matrix.png`` (rows = true
+  class, columns = predicted), when the split has labels.
 """
 
 from __future__ import annotations
@@ -50,6 +62,11 @@ __all__ = [
 
 log = logging.getLogger("softpool_video")
 
+UNREADABLE_POLICY = (
+    "excluded: a video with any unreadable view is not scored and not counted in the metrics; "
+    "it is listed in unreadable_videos"
+)
+
 
 @dataclass
 class ViewPredictions:
@@ -61,30 +78,50 @@ class ViewPredictions:
     labels: torch.Tensor  # (N,) int64
     logits: torch.Tensor  # (N, K) float32
     complete: bool = True  # False when stopped early (signal, batch limit)
+    # videos left out because some of their views were unreadable (sorted video indices)
+    excluded_videos: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
 
 
 @dataclass
 class EvalResult:
-    """View- and video-level metrics (percentages) and the per-video scores behind them."""
+    """View- and video-level metrics (percentages) and the per-video scores behind them.
+
+    Metrics cover the labelled videos; without any (an unlabelled split) they are ``None`` and
+    ``per_class_accuracy``/``confusion`` too, while the scores of every video are kept.
+    """
 
     num_views: int
     num_videos: int
-    loss: float
-    view_top1: float
-    view_top5: float
-    video_top1: float
-    video_top5: float
-    mean_class_accuracy: float
-    per_class_accuracy: torch.Tensor  # (K,) NaN for classes without test videos
-    confusion: torch.Tensor  # (K, K)
+    loss: float | None
+    view_top1: float | None
+    view_top5: float | None
+    video_top1: float | None
+    video_top5: float | None
+    mean_class_accuracy: float | None
+    per_class_accuracy: torch.Tensor | None  # (K,) NaN for classes without test videos
+    confusion: torch.Tensor | None  # (K, K)
     videos: torch.Tensor  # (V,) video indices
-    video_labels: torch.Tensor  # (V,)
+    video_labels: torch.Tensor  # (V,) -1 = unknown
     video_scores: torch.Tensor  # (V, K) aggregated softmax scores
     views_per_video: torch.Tensor  # (V,)
     aggregation: str = "mean"
+    num_labelled_videos: int | None = None  # default: all of them
+    excluded_videos: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+
+    def __post_init__(self):
+        if self.num_labelled_videos is None:
+            self.num_labelled_videos = self.num_videos
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any scored video has a label (otherwise there are no metrics)."""
+        return self.num_labelled_videos > 0
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
-        """Flat scalar metrics, e.g. ``{"val_video_top1": ...}`` for ``prefix="val_"``."""
+        """Flat scalar metrics, e.g. ``{"val_video_top1": ...}`` for ``prefix="val_"`` (empty for an
+        unlabelled split)."""
+        if not self.labelled:
+            return {}
         return {
             f"{prefix}loss": self.loss,
             f"{prefix}top1": self.view_top1,
@@ -167,12 +204,30 @@ def predict_views(
             0, inverse, torch.arange(n), reduce="amin"
         )
         merged = {k: v[first] for k, v in merged.items()}
+    # excluded and listed: no partial score for a video some of whose views could not be decoded
+    excluded = unreadable_video_indices(getattr(loader, "dataset", None))
+    if excluded.numel() and merged["video_index"].numel():
+        keep = ~torch.isin(merged["video_index"], excluded)
+        merged = {k: v[keep] for k, v in merged.items()}
     complete = bool(dist_utils.all_reduce_max(0.0 if complete else 1.0) == 0.0)
-    return ViewPredictions(**merged, complete=complete)
+    return ViewPredictions(**merged, complete=complete, excluded_videos=excluded)
 
 
-def summarize(predictions: ViewPredictions, num_classes: int, aggregation: str = "mean") -> EvalResult:
-    """View- and video-level metrics from the views' logits."""
+def unreadable_video_indices(dataset: Any) -> torch.Tensor:
+    """Sorted int64 indices into ``dataset.videos`` of the videos any rank found unreadable."""
+    failed = {path for path, _ in _collect_failures(dataset)} if dataset is not None else set()
+    videos = getattr(dataset, "videos", None) or []
+    return torch.tensor([k for k, path in enumerate(videos) if str(path) in failed], dtype=torch.int64)
+
+
+def summarize(
+    predictions: ViewPredictions, num_classes: int, aggregation: str = "mean", require_labels: bool = True
+) -> EvalResult:
+    """View- and video-level metrics from the views' logits.
+
+    Views labelled ``-1`` (unknown) are scored but left out of the metrics. Without any label,
+    ``require_labels=True`` raises ``ValueError``; ``False`` returns the scores without metrics.
+    """
     logits, labels = predictions.logits, predictions.labels
     if labels.numel() == 0:
         raise ValueError("evaluation saw no views: the split is empty (or limit_val_batches=0)")
@@ -180,8 +235,6 @@ def summarize(predictions: ViewPredictions, num_classes: int, aggregation: str =
         raise ValueError(
             f"the model gives {logits.shape[1]} class scores but the data has {num_classes} classes"
         )
-    loss = float(F.cross_entropy(logits, labels))
-    view_acc = topk_accuracy(logits, labels, (1, 5))
     videos, video_scores, counts = aggregate_video_scores(
         logits.softmax(dim=1), predictions.video_index, aggregation
     )
@@ -191,24 +244,50 @@ def summarize(predictions: ViewPredictions, num_classes: int, aggregation: str =
         0, inverse, torch.arange(labels.numel()), reduce="amin"
     )
     video_labels = labels[first]
-    video_acc = topk_accuracy(video_scores, video_labels, (1, 5))
-    matrix = confusion_matrix(video_scores.argmax(dim=1), video_labels, num_classes)
+    known_views, known_videos = labels >= 0, video_labels >= 0
+    metrics: dict[str, Any] = dict.fromkeys(
+        (
+            "loss",
+            "view_top1",
+            "view_top5",
+            "video_top1",
+            "video_top5",
+            "mean_class_accuracy",
+            "per_class_accuracy",
+            "confusion",
+        )
+    )
+    if not known_videos.any():
+        if require_labels:
+            raise ValueError("the split has no labels (label -1 everywhere): there is nothing to measure")
+    else:
+        view_logits, view_labels = logits[known_views], labels[known_views]
+        view_acc = topk_accuracy(view_logits, view_labels, (1, 5))
+        video_acc = topk_accuracy(video_scores[known_videos], video_labels[known_videos], (1, 5))
+        matrix = confusion_matrix(
+            video_scores[known_videos].argmax(dim=1), video_labels[known_videos], num_classes
+        )
+        metrics.update(
+            loss=float(F.cross_entropy(view_logits, view_labels)),
+            view_top1=view_acc[1],
+            view_top5=view_acc[5],
+            video_top1=video_acc[1],
+            video_top5=video_acc[5],
+            mean_class_accuracy=mean_class_accuracy(matrix),
+            per_class_accuracy=per_class_accuracy(matrix),
+            confusion=matrix,
+        )
     return EvalResult(
         num_views=labels.numel(),
         num_videos=videos.numel(),
-        loss=loss,
-        view_top1=view_acc[1],
-        view_top5=view_acc[5],
-        video_top1=video_acc[1],
-        video_top5=video_acc[5],
-        mean_class_accuracy=mean_class_accuracy(matrix),
-        per_class_accuracy=per_class_accuracy(matrix),
-        confusion=matrix,
         videos=videos,
         video_labels=video_labels,
         video_scores=video_scores,
         views_per_video=counts,
         aggregation=aggregation,
+        num_labelled_videos=int(known_videos.sum()),
+        excluded_videos=predictions.excluded_videos,
+        **metrics,
     )
 
 
@@ -242,14 +321,10 @@ def write_report(
     settings: Mapping[str, Any] | None = None,
     plot: bool = True,
 ) -> dict[str, Path]:
-    """Write summary.json, predictions.csv, per_class_accuracy.csv, confusion_matrix.{csv,png}."""
+    """Write summary.json and predictions.csv, and with labels per_class_accuracy.csv and
+    confusion_matrix.{csv,png}."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "summary": out_dir / "summary.json",
-        "predictions": out_dir / "predictions.csv",
-        "per_class_accuracy": out_dir / "per_class_accuracy.csv",
-        "confusion_csv": out_dir / "confusion_matrix.csv",
-    }
+    paths = {"summary": out_dir / "summary.json", "predictions": out_dir / "predictions.csv"}
     top = result.video_scores.topk(min(5, result.video_scores.shape[1]), dim=1)
     with paths["predictions"].open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -260,37 +335,45 @@ def write_report(
         for row in range(result.num_videos):
             video = int(result.videos[row])
             label = int(result.video_labels[row])
-            cells = [names[video] if video < len(names) else f"video_{video}", class_names[label]]
-            cells += [int(result.views_per_video[row]), int(top.indices[row, 0] == label)]
+            known = label >= 0
+            cells = [
+                names[video] if video < len(names) else f"video_{video}",
+                class_names[label] if known else "",
+            ]
+            cells += [int(result.views_per_video[row]), int(top.indices[row, 0] == label) if known else ""]
             for rank in range(5):
                 if rank < top.indices.shape[1]:
                     cells += [class_names[int(top.indices[row, rank])], f"{float(top.values[row, rank]):.6f}"]
                 else:
                     cells += ["", ""]
             writer.writerow(cells)
-    support = result.confusion.sum(dim=1)
-    with paths["per_class_accuracy"].open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["class", "videos", "accuracy"])
-        for k, name in enumerate(class_names):
-            value = float(result.per_class_accuracy[k])
-            writer.writerow([name, int(support[k]), "" if math.isnan(value) else f"{value:.4f}"])
-    with paths["confusion_csv"].open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["true \\ predicted", *class_names])
-        for k, name in enumerate(class_names):
-            writer.writerow([name, *(int(v) for v in result.confusion[k])])
-    if plot:
-        from softpool_video.train.plots import plot_confusion_matrix
+    if result.labelled:
+        paths["per_class_accuracy"] = out_dir / "per_class_accuracy.csv"
+        paths["confusion_csv"] = out_dir / "confusion_matrix.csv"
+        support = result.confusion.sum(dim=1)
+        with paths["per_class_accuracy"].open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["class", "videos", "accuracy"])
+            for k, name in enumerate(class_names):
+                value = float(result.per_class_accuracy[k])
+                writer.writerow([name, int(support[k]), "" if math.isnan(value) else f"{value:.4f}"])
+        with paths["confusion_csv"].open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["true \\ predicted", *class_names])
+            for k, name in enumerate(class_names):
+                writer.writerow([name, *(int(v) for v in result.confusion[k])])
+        if plot:
+            from softpool_video.train.plots import plot_confusion_matrix
 
-        paths["confusion_png"] = plot_confusion_matrix(
-            result.confusion,
-            class_names,
-            out_dir / "confusion_matrix.png",
-            f"video top-1 {result.video_top1:.1f}% ({result.num_videos} videos)",
-        )
+            paths["confusion_png"] = plot_confusion_matrix(
+                result.confusion,
+                class_names,
+                out_dir / "confusion_matrix.png",
+                f"video top-1 {result.video_top1:.1f}% ({result.num_labelled_videos} videos)",
+            )
     summary = {
         "num_videos": result.num_videos,
+        "num_labelled_videos": result.num_labelled_videos,
         "num_views": result.num_views,
         "aggregation": result.aggregation,
         "video_top1": result.video_top1,
@@ -299,13 +382,18 @@ def write_report(
         "view_top5": result.view_top5,
         "mean_class_accuracy": _nan_to_none(result.mean_class_accuracy),
         "loss": result.loss,
-        "per_class_accuracy": {
-            name: _nan_to_none(float(result.per_class_accuracy[k])) for k, name in enumerate(class_names)
-        },
+        "per_class_accuracy": (
+            {name: _nan_to_none(float(result.per_class_accuracy[k])) for k, name in enumerate(class_names)}
+            if result.labelled
+            else None
+        ),
         "unreadable_videos": [{"path": str(path), "error": str(error)} for path, error in failures],
+        "unreadable_policy": UNREADABLE_POLICY,
         "settings": dict(settings or {}),
         "files": {key: str(path) for key, path in paths.items() if key != "summary"},
     }
+    if not result.labelled:
+        summary["metrics_note"] = "the split has no labels: predictions only"
     paths["summary"].write_text(json.dumps(summary, indent=2) + "\n")
     return paths
 
@@ -510,7 +598,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
             if not isinstance(error, KeyboardInterrupt):
                 run_log.write_traceback(error)
             raise
-        result = summarize(predictions, len(class_names), aggregation)
+        result = summarize(predictions, len(class_names), aggregation, require_labels=False)
         failures = _collect_failures(dataset)
         seconds = time.perf_counter() - start
         settings = {
@@ -530,17 +618,35 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
             files = write_report(
                 result, out_dir, class_names, video_names(dataset, result.num_videos), failures, settings
             )
-            log.info(
-                "video top-1 %.2f%%  top-5 %.2f%%  mean class acc %.2f%%  (%d videos, %d views, %.0f s)",
-                result.video_top1,
-                result.video_top5,
-                result.mean_class_accuracy,
-                result.num_videos,
-                result.num_views,
-                seconds,
-            )
+            if result.labelled:
+                log.info(
+                    "video top-1 %.2f%%  top-5 %.2f%%  mean class acc %.2f%%  (%d videos, %d views, %.0f s)",
+                    result.video_top1,
+                    result.video_top5,
+                    result.mean_class_accuracy,
+                    result.num_labelled_videos,
+                    result.num_views,
+                    seconds,
+                )
+                if result.num_labelled_videos < result.num_videos:
+                    log.info(
+                        "%d videos have no label: predicted, not measured",
+                        result.num_videos - result.num_labelled_videos,
+                    )
+            else:
+                log.info(
+                    "split=%s has no labels: predictions for %d videos in %s, no metrics (%.0f s)",
+                    split,
+                    result.num_videos,
+                    files["predictions"],
+                    seconds,
+                )
             if failures:
-                log.warning("%d unreadable video(s), listed in %s", len(failures), files["summary"])
+                log.warning(
+                    "%d unreadable video(s) excluded from the results, listed in %s",
+                    len(failures),
+                    files["summary"],
+                )
             log.info("report: %s", out_dir)
         dist_utils.barrier()
         return EvalSummary(result, out_dir, files, failures, seconds, settings)

@@ -8,12 +8,13 @@
 
 :func:`visualize_video` does all of it and writes the side-by-side MP4/GIF per level, the PNG
 contact sheet and ``retention.csv``; :func:`visualize_features` shows a model's pooling layer.
-One module per concern: ``decode`` (PyAV), ``downsample`` (pooling, reference filter,
+Videos are decoded by the project's one decoder (``softpool_video.data.decoders.decode_video``,
+re-exported here). One module per concern: ``downsample`` (pooling, reference filter,
 upsampling), ``quality`` (PSNR, SSIM), ``retention`` (the table), ``render`` (writers),
 ``pipeline`` (the command), ``features`` (mode=features), ``cli``.
 """
 
-from softpool_video.visualize.decode import VideoClip, VideoDecodeError, decode_video
+from softpool_video.data.decoders import VideoClip, VideoDecodeError, decode_video
 from softpool_video.visualize.downsample import (
     POOLING_METHODS,
     REFERENCE_FILTERS,

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _visualize(options: dict[str, Any]) -> int:
-    from softpool_video.visualize.decode import VideoDecodeError
+    from softpool_video.data.decoders import VideoDecodeError
 
     unreadable: tuple[type[Exception], ...] = (FileNotFoundError, VideoDecodeError)
     try:

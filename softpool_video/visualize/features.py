@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from softpool_video.visualize.decode import decode_video
+from softpool_video.data.decoders import decode_video
 from softpool_video.visualize.render import label_frames, write_gif, write_mp4
 
 __all__ = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from softpool_video.visualize.decode import VideoClip, decode_video
+from softpool_video.data.decoders import VideoClip, decode_video
 from softpool_video.visualize.downsample import (
     REFERENCE_FILTERS,
     as_kernel3,

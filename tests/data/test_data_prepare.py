@@ -109,7 +109,8 @@ def test_prepare_kinetics_on_the_synthetic_copy(small_synthetic, tmp_path, capsy
 
 
 @pytest.mark.parametrize(
-    "script", ["check_videos.py", "prepare_ucf101.py", "prepare_kinetics.py", "make_synthetic.py"]
+    "script",
+    ["check_videos.py", "prepare_ucf101.py", "prepare_hmdb51.py", "prepare_kinetics.py", "make_synthetic.py"],
 )
 def test_scripts_are_thin_wrappers_that_run(script, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [script, "--help"])

