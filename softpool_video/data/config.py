@@ -235,6 +235,8 @@ def _to_plain_dict(cfg: Any) -> dict[str, Any]:
     if DictConfig and isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     if isinstance(cfg, Mapping):
+        if DictConfig:  # a dict copied out of a config may keep "${oc.select:model.num_frames,16}"
+            return OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True, throw_on_missing=False)
         return dict(cfg)
     raise TypeError(f"data config must be a DictConfig, a dict or a DataConfig, got {type(cfg).__name__}")
 

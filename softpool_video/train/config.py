@@ -554,8 +554,8 @@ def reconcile_clip_shape(cfg: DictConfig, model_cfg: Mapping[str, Any] | None = 
     per value derived (to be logged). Raises :class:`ConfigError` when two values set both conflict.
 
     The model's clip shape (``model.num_frames``, ``model.crop_size``, ``model.alpha``, default: the
-    registry's) is what the network was built for; a data value left ``null`` (or, as ``train.yaml``
-    sets it, ``${model.num_frames}``) takes it:
+    registry's) is what the network was built for; a data value left ``null`` (or, as the data
+    configs say, ``${oc.select:model.num_frames,16}``) takes it:
     ``data.num_frames``, ``data.train_crop_size``, ``data.test_crop_size`` and ``data.alpha``. A data
     value that is set must equal the model's (``data.test_crop_size`` may differ: testing at a larger
     crop is common). ``model_cfg`` (the checkpoint's, for evaluation) replaces ``cfg.model``.
@@ -567,8 +567,8 @@ def reconcile_clip_shape(cfg: DictConfig, model_cfg: Mapping[str, Any] | None = 
     spec = get_model_spec(name)
     data = cfg.data
     notes: list[str] = []
-    # train.yaml says ``data.num_frames: ${model.num_frames}``: "the model's". Such a value is
-    # derived here (and logged); a number set by the user must agree with the model.
+    # The data configs say ``num_frames: ${oc.select:model.num_frames,16}``: "the model's". Such a
+    # value is derived here (and logged); a number set by the user must agree with the model.
     with open_dict(data):
         for key in CLIP_SHAPE_KEYS:
             if key in data and OmegaConf.is_interpolation(data, key):

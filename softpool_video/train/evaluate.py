@@ -419,19 +419,20 @@ def _eval_output_dir(cfg: Mapping[str, Any], checkpoint: Path, split: str) -> Pa
 
 def resolve_eval_data_config(cfg: DictConfig, checkpoint_config: Mapping[str, Any]) -> DictConfig:
     """The data section to evaluate on: the checkpoint's own, unless ``data=NAME`` selected a data
-    config (its clip shape then comes from the checkpoint's model); then the keys of
+    config (whose "the model's" clip values then come from the checkpoint's model); then the keys of
     ``data_overrides`` (``+data_overrides.root=/elsewhere``) on top. Frames, crop size and alpha are
     reconciled with the checkpoint's model (:func:`reconcile_clip_shape`); the generation switches
     are dropped: evaluation never generates data."""
-    from softpool_video.train.config import ConfigError, reconcile_clip_shape
+    from softpool_video.train.config import CLIP_SHAPE_KEYS, ConfigError, reconcile_clip_shape
 
     chosen = cfg.get("data")
     if chosen is not None:
-        # a data config gives the layout, annotations and views; the clip (frames, crop, alpha) is
-        # the one the checkpoint's model was trained on (``+data_overrides`` may restate it)
-        chosen = OmegaConf.create(to_container(chosen))
-        for key in ("num_frames", "train_crop_size", "alpha"):
-            chosen[key] = None
+        # a data config gives the layout, annotations and views; its "the model's" clip values
+        # (${oc.select:model...}) are the checkpoint model's; values it sets must agree with them
+        chosen = OmegaConf.create(OmegaConf.to_container(chosen, resolve=False))
+        for key in CLIP_SHAPE_KEYS:
+            if key in chosen and OmegaConf.is_interpolation(chosen, key):
+                chosen[key] = None
     data = OmegaConf.create(to_container(chosen) if chosen is not None else checkpoint_config.get("data", {}))
     overrides = cfg.get("data_overrides")
     if overrides:
