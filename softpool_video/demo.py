@@ -1,6 +1,7 @@
 """``softpool-demo``: the toolkit's main job in one command, on a CPU, in minutes.
 
-1. generate the synthetic motion dataset (if it is not there yet);
+1. generate the synthetic motion dataset at its default root ``data/synthetic`` (if it is not there
+   yet; another ``data.root`` is generated only with ``data.generate=true``);
 2. train the small CPU model (``r2plus1d_tiny``) with SoftPool (``conf/experiment/demo.yaml``);
 3. evaluate the best checkpoint on the test split with multi-view testing (clips x crops);
 4. print the results table and the paths of the plots (confusion matrix, training curves).
@@ -20,16 +21,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 __all__ = ["main", "run_demo", "run_pooling_comparison"]
 
-USAGE = """usage: softpool-demo [experiment=demo|pooling_comparison] [hydra overrides ...]
+PROG = "softpool-demo"
 
-Generates the synthetic dataset if needed, trains the small CPU model with SoftPool, evaluates it
-with multi-view testing and prints the results. Overrides change conf/train.yaml keys, e.g.
-  softpool-demo trainer.epochs=4 data.root=/tmp/synthetic
+USAGE = """usage: softpool-demo [experiment=demo|pooling_comparison] [KEY=VALUE ...]
+
+Generates the synthetic dataset if needed (at data/synthetic; elsewhere with data.generate=true),
+trains the small CPU model with SoftPool, evaluates it with multi-view testing and prints the
+results. Overrides change conf/train.yaml keys, e.g.
+  softpool-demo trainer.epochs=4
+  softpool-demo data.root=/tmp/synthetic data.generate=true
   softpool-demo experiment=pooling_comparison
+
+--help, -h shows this help, --version the version.
+
+exit status: 0 done, 1 the run failed, 2 a bad argument or configuration (nothing written), 130 Ctrl-C
 """
 
 
@@ -40,25 +49,6 @@ def _say(text: str = "") -> None:
 def _minutes(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s"
-
-
-def ensure_dataset(cfg: DictConfig) -> Path:
-    """Generate the synthetic dataset at ``data.root`` (with ``data.synthetic``) unless it is there."""
-    import os
-
-    from softpool_video.data.synthetic import INFO_FILE, ensure_synthetic_dataset
-
-    root = Path(str(cfg.data.root)).expanduser().absolute()
-    if (root / INFO_FILE).is_file():
-        _say(f"dataset: {root}")
-        return root
-    options = OmegaConf.to_container(cfg.data.get("synthetic") or {}, resolve=True)
-    _say(f"dataset: generating the synthetic motion dataset in {root} ...")
-    start = time.perf_counter()
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    ensure_synthetic_dataset(root, **options, workers=workers, progress=True)
-    _say(f"dataset: done in {_minutes(time.perf_counter() - start)}")
-    return root
 
 
 def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
@@ -72,7 +62,7 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     if result.stopped_by:
         raise KeyboardInterrupt(f"training stopped by {result.stopped_by}")
-    checkpoint = result.checkpoint(str(cfg.eval.get("test_checkpoint", "last")))
+    checkpoint = result.checkpoint(str(cfg.eval.get("test_checkpoint", "last")))  # never the other one
     eval_cfg = test_config_after_training(cfg, checkpoint, result.run_dir / "eval_test")
     summary = evaluate_checkpoint(eval_cfg)
     curves = plot_training_curves(result.run_dir / "metrics.csv", result.run_dir / "training_curves.png")
@@ -99,7 +89,6 @@ def _views(settings: dict[str, Any]) -> str:
 def run_demo(cfg: DictConfig) -> int:
     """The demo proper (``experiment=demo``)."""
     total_start = time.perf_counter()
-    ensure_dataset(cfg)
     outcome = _train_and_test(cfg)
     result = outcome["eval"].result
     total = time.perf_counter() - total_start
@@ -145,7 +134,6 @@ def run_pooling_comparison(cfg: DictConfig, overrides: Sequence[str]) -> int:
     from softpool_video.train.config import compose_config
 
     total_start = time.perf_counter()
-    ensure_dataset(cfg)
     out_dir = Path(str(cfg.comparison.output_dir))
     rows, table_rows, views = [], [], ""
     for pool in cfg.comparison.poolings:
@@ -206,32 +194,43 @@ def run_pooling_comparison(cfg: DictConfig, overrides: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``softpool-demo [overrides]``: exit 0 done, 1 failed, 2 bad argument/config, 130 Ctrl-C."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from softpool_video.train.config import ConfigError, compose_config
+    from softpool_video import cli
+    from softpool_video.train.cli import _guarded
+    from softpool_video.train.config import compose_config
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
+    if cli.wants_help(args):
         _say(USAGE)
-        return 0
-    bad = [a for a in args if "=" not in a]
-    if bad:
-        print(f"softpool-demo: arguments must be key=value overrides, got {bad}\n\n{USAGE}", file=sys.stderr)
-        return 2
-    if not any(a.startswith("experiment=") for a in args):
-        args.insert(0, "experiment=demo")
+        return cli.EXIT_OK
+    if cli.wants_version(args):
+        _say(cli.version_text(PROG))
+        return cli.EXIT_OK
     try:
+        flags, args = cli.check_overrides(PROG, args)
+        if flags:
+            raise cli.UsageError(
+                f"{' '.join(flags)}: softpool-demo takes overrides only (softpool-train takes Hydra's flags)"
+            )
+        if not any(cli.override_key(a) == "experiment" for a in args):
+            args.insert(0, "experiment=demo")
         cfg = compose_config("train", args)
+    except cli.UsageError as error:
+        cli.print_error(PROG, error)
+        return cli.EXIT_USAGE
+    except (HydraException, OmegaConfBaseException) as error:
+        cli.print_error(PROG, cli.hydra_error_message(error))
+        return cli.EXIT_USAGE
+
+    def work() -> int:
         if cfg.get("comparison") is not None:
             return run_pooling_comparison(cfg, args)
         return run_demo(cfg)
-    except (ConfigError, HydraException, OmegaConfBaseException) as error:
-        print(f"softpool-demo: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as error:
-        print(f"softpool-demo: interrupted {error}", file=sys.stderr)
-        return 130
+
+    return _guarded(PROG, work)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,29 @@ def _seed():
     torch.manual_seed(0)
 
 
-def _tiny_overrides(data_root: Path, output_root: Path) -> list[str]:
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _tiny_overrides(data_root: Path, output_root: Path, *extra: str) -> list[str]:
     """Overrides of conf/train.yaml for a run of a few seconds: 8x48x48 clips, 2 test clips, a narrow
-    r2plus1d_tiny without dropout, batches of 4, no worker processes."""
+    r2plus1d_tiny without dropout, batches of 4, no worker processes.
+
+    ``extra`` overrides replace the tiny ones of the same key (the command-line tools refuse a key
+    given twice), the others are appended.
+    """
+    extra_keys = {_override_key(o) for o in extra}
+    base = [o for o in _tiny_base(data_root, output_root) if _override_key(o) not in extra_keys]
+    return [*base, *extra]
+
+
+def _tiny_base(data_root: Path, output_root: Path) -> list[str]:
     return [
         "data=synthetic",
         f"data.root={data_root}",
         "++data.format=ucf101",
         "++data.split=1",
-        "++data.generate_if_missing=false",
+        "++data.generate=false",
         "++data.num_classes=null",
         "++data.num_frames=8",
         "++data.sampling_rate=2",

@@ -1,9 +1,15 @@
-"""`softpool-bench SUBCOMMAND [args]`: dispatch to one benchmark module's ``main(argv)``."""
+"""`softpool-bench SUBCOMMAND [key=value ...]`: dispatch to one benchmark module's ``main(argv)``.
+
+Every benchmark takes the grammar of all softpool tools (``softpool_video.cli``): ``key=value``
+options, ``--help`` and ``--version``; ``softpool-bench SUBCOMMAND --help`` lists its options.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from softpool_video import cli
 
 # subcommand -> (module, one-line description)
 SUBCOMMANDS = {
@@ -16,23 +22,37 @@ SUBCOMMANDS = {
     ),
 }
 
+PROG = "softpool-bench"
+
 
 def _usage() -> str:
-    lines = ["usage: softpool-bench SUBCOMMAND [options]", "", "subcommands:"]
+    lines = [f"usage: {PROG} SUBCOMMAND [key=value ...]", "", "subcommands:"]
     lines += [f"  {name:<10} {description}" for name, (_, description) in SUBCOMMANDS.items()]
-    lines.append("\n`softpool-bench SUBCOMMAND --help` shows the options of one benchmark.")
+    lines.append(f"\n`{PROG} SUBCOMMAND --help` shows the options of one benchmark; --version the version.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or argv[0] in cli.HELP_FLAGS:
+        if not argv:
+            cli.print_error(
+                PROG, f"no SUBCOMMAND given; choose from {', '.join(SUBCOMMANDS)} (see {PROG} --help)"
+            )
+            return cli.EXIT_USAGE
         print(_usage())
-        return 0
+        return cli.EXIT_OK
+    if argv[0] == cli.VERSION_FLAG:
+        print(cli.version_text(PROG))
+        return cli.EXIT_OK
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"softpool-bench: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        cli.print_error(
+            PROG,
+            f"unknown subcommand {name!r}{cli.did_you_mean(name, SUBCOMMANDS)}; "
+            f"choose from {', '.join(SUBCOMMANDS)}",
+        )
+        return cli.EXIT_USAGE
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return int(module.main(rest) or 0)
 

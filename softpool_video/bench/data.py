@@ -8,7 +8,7 @@ normalise, short-side scale, random crop, flip; ``pytorchvideo.transforms`` does
 current torchvision, so the same steps are written here with ``torch``). Both read the same files
 with the same clip length in seconds (``num_frames`` instants ``sampling_rate / fps`` apart: our
 time-based sampling) and give the same model input. Each dataset x decoder (pyav, decord,
-torchcodec) x worker count runs ``--rounds`` times in alternating order and keeps each loader's
+torchcodec) x worker count runs ``rounds=`` times in alternating order and keeps each loader's
 best epoch (worker start-up included). pytorchvideo has no torchcodec decoder: those rows
 compare against its pyav decoder.
 
@@ -28,7 +28,6 @@ audio longer than the video, odd size, 25/29.97/30/60 fps; ``softpool_video.data
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import json
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from softpool_video import cli
 from softpool_video.data import VideoClipDataset, VideoRecord, build_dataloader, build_transform, open_video
 from softpool_video.data.decoders import available_backends
 from softpool_video.data.frame_index import clear_frame_index_cache, frame_index, set_frame_index_cache_size
@@ -437,64 +437,59 @@ def format_tables(loaders: Sequence[LoaderResult], decoding: Sequence[DecodeResu
     return "\n".join(lines)
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="softpool-bench data", description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument(
-        "--decoders", nargs="+", default=None, choices=DECODERS, help="default: every installed one"
-    )
-    parser.add_argument(
-        "--workers", nargs="+", type=int, default=[0, 2], help="DataLoader workers (default: 0 2)"
-    )
-    parser.add_argument("--no-loaders", action="store_true", help="decode timings only")
-    parser.add_argument(
-        "--synthetic-clips", type=int, default=96, help="clips per synthetic run (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--sample-clips", type=int, default=16, help="clips per sample-clip run (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--realworld-clips", type=int, default=30, help="clips per realworld run (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--realworld-frames", type=int, default=120, help="frames per realworld video (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--realworld-scale",
-        type=int,
-        default=3,
-        help="realworld size, x 100x70 pixels (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--decode-clips", type=int, default=12, help="clips timed for decode only (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="runs of each loader, best kept (default: %(default)s)"
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="decoder threads per clip (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--synthetic-root", type=Path, help="use this synthetic dataset instead of generating one"
-    )
-    parser.add_argument("--output", type=Path, default=Path("bench_results/data.json"), help="JSON results")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    installed = available_backends()
-    if args.decoders is None:
-        args.decoders = [d for d in DECODERS if d in installed]
-    missing = [d for d in args.decoders if d not in installed]
-    if missing:
-        parser.error(f"--decoders {' '.join(missing)}: not installed (installed: {' '.join(installed)})")
-    return args
+def _output_path(name: str, text: str) -> Path:
+    return Path(cli.path((".json",), optional=False)(name, text))
+
+
+def _optional_path(name: str, text: str) -> Path | None:
+    value = cli.path()(name, text)
+    return None if value is None else Path(value)
+
+
+COMMAND = cli.Command(
+    prog="softpool-bench data",
+    summary=__doc__.splitlines()[0],
+    options={
+        "datasets": cli.Option(list(DATASETS), cli.listing(choices=DATASETS), "what to read"),
+        "decoders": cli.Option(None, cli.listing(choices=DECODERS), "video decoders [every installed one]"),
+        "workers": cli.Option([0, 2], cli.listing(cli.integer(0)), "DataLoader worker counts"),
+        "loaders": cli.Option(True, cli.boolean(), "time the loaders too (false: decode timings only)"),
+        "synthetic_clips": cli.Option(96, cli.integer(1), "clips per synthetic run"),
+        "sample_clips": cli.Option(16, cli.integer(1), "clips per sample-clip run"),
+        "realworld_clips": cli.Option(30, cli.integer(1), "clips per realworld run"),
+        "realworld_frames": cli.Option(120, cli.integer(1), "frames per realworld video"),
+        "realworld_scale": cli.Option(3, cli.integer(1), "realworld size, x 100x70 pixels"),
+        "decode_clips": cli.Option(12, cli.integer(1), "clips timed for decode only"),
+        "rounds": cli.Option(2, cli.integer(1), "runs of each loader, best kept"),
+        "batch_size": cli.Option(8, cli.integer(1), "clips per batch"),
+        "threads": cli.Option(1, cli.integer(1), "decoder threads per clip"),
+        "synthetic_root": cli.Option(
+            None, _optional_path, "use this synthetic dataset instead of generating one"
+        ),
+        "output": cli.Option(Path("bench_results/data.json"), _output_path, "JSON results"),
+        "seed": cli.Option(0, cli.integer(0), "random seed"),
+    },
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    return cli.run(COMMAND, _main, argv)
+
+
+def _main(args: cli.Arguments) -> int:
+    installed = available_backends()
+    if args.decoders is None:
+        args.values["decoders"] = [d for d in DECODERS if d in installed]
+    missing = [d for d in args.decoders if d not in installed]
+    if missing:
+        raise cli.UsageError(
+            f"decoders={','.join(missing)}: not installed (installed: {', '.join(installed)})"
+        )
+    args.values["no_loaders"] = not args.loaders
     if importlib.util.find_spec("pytorchvideo") is None:
-        print("softpool-bench data: pytorchvideo is not installed; nothing to compare against")
-        return 2
+        raise cli.Failure(
+            "pytorchvideo is not installed; nothing to compare against (pip install pytorchvideo)"
+        )
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -547,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "data",
         "seconds": round(time.perf_counter() - started, 1),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.values.items()},
         "environment": _environment(),
         "clip_settings": {
             s.name: {

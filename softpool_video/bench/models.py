@@ -7,13 +7,12 @@ order, so that both see the same machine load; the table reports the medians and
 per-repetition ratios soft / original (target: <= 1.05).
 
 Both clocks are recorded: wall time, and the CPU time of this process. On a machine shared with other
-jobs, wall time swings by +-20% between identical steps; CPU time (with ``--threads 1``, so that no
+jobs, wall time swings by +-20% between identical steps; CPU time (with ``threads=1``, so that no
 thread spin-waits) is far steadier and is the number to compare there.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -22,6 +21,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from softpool_video import cli
+from softpool_video.devices import resolve_device
 
 # name -> (model, extra build_model kwargs); the default run keeps to a few minutes on 2 CPU cores.
 CASES = {
@@ -48,26 +50,26 @@ class StepTiming:
     repetitions: int
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="softpool-bench models", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--cases",
-        nargs="+",
-        default=list(DEFAULT_CASES),
-        choices=sorted(CASES),
-        metavar="CASE",
-        help=f"models to time, from {', '.join(sorted(CASES))} (default: all)",
+def _command() -> cli.Command:
+    cases = sorted(CASES)
+    return cli.Command(
+        prog="softpool-bench models",
+        summary=__doc__.splitlines()[0],
+        options={
+            "cases": cli.Option(
+                list(DEFAULT_CASES), cli.listing(choices=cases), f"models to time, from {', '.join(cases)}"
+            ),
+            "batch_size": cli.Option(4, cli.integer(1), "clips per step"),
+            "num_frames": cli.Option(8, cli.integer(1), "T of the clip (SlowFast fast pathway)"),
+            "crop_size": cli.Option(64, cli.integer(1), "H = W of the clip"),
+            "num_classes": cli.Option(10, cli.integer(1), "classifier outputs"),
+            "warmup": cli.Option(2, cli.integer(0), "untimed steps per variant"),
+            "repetitions": cli.Option(7, cli.integer(1), "timed steps per variant"),
+            "threads": cli.Option(None, cli.integer(1, optional=True), "torch.set_num_threads [torch's]"),
+            "device": cli.Option("cpu", cli.device(), "auto, cpu, cuda or cuda:N"),
+            "json": cli.Option(None, cli.path((".json",)), "also write the results to this JSON file"),
+        },
     )
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num-frames", type=int, default=8, help="T of the clip (SlowFast fast pathway)")
-    parser.add_argument("--crop-size", type=int, default=64)
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
-    parser.add_argument("--repetitions", type=int, default=7, help="timed steps per variant")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    return parser.parse_args(argv)
 
 
 def _sync(device: torch.device) -> None:
@@ -91,12 +93,12 @@ def _make_step(model, x, y, device):
     return step
 
 
-def time_case(case: str, args: argparse.Namespace) -> StepTiming:
+def time_case(case: str, args: cli.Arguments) -> StepTiming:
     """Median step time of the original and the SoftPool variant of one case, interleaved."""
     from softpool_video.models import build_model, model_input
 
     name, kwargs = CASES[case]
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     common = dict(num_frames=args.num_frames, crop_size=args.crop_size, **kwargs)
     original = build_model(name, args.num_classes, pooling="original", **common).to(device)
     report: list = []
@@ -160,7 +162,10 @@ def format_table(results: list[StepTiming]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    return cli.run(_command(), _main, argv)
+
+
+def _main(args: cli.Arguments) -> int:
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)  # callers in the same process keep their setting
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: cli.Arguments) -> int:
     torch.manual_seed(0)
     print(
         f"training step (forward + backward + SGD), batch {args.batch_size}, clip "
@@ -186,5 +191,5 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(table if len(results) == 1 else table[-1:]), flush=True)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"config": vars(args), "results": [asdict(r) for r in results]}, handle, indent=2)
+            json.dump({"config": args.values, "results": [asdict(r) for r in results]}, handle, indent=2)
     return 0

@@ -9,7 +9,6 @@ forward+backward step; on CPU (no allocator statistics) the bytes held between f
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import softpool_video as sv
+from softpool_video import cli
 
 
 @dataclass(frozen=True)
@@ -172,24 +172,39 @@ def format_table(results: dict, device_type: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="softpool-bench op", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds per shape")
-    parser.add_argument(
-        "--shapes", nargs="*", default=None, help="subset of: " + ", ".join(s.name for s in SHAPES)
+def _command() -> cli.Command:
+    names = [s.name for s in SHAPES]
+    return cli.Command(
+        prog="softpool-bench op",
+        summary=__doc__.splitlines()[0],
+        options={
+            "device": cli.Option("auto", cli.device(), "auto (the GPU when present), cpu, cuda or cuda:N"),
+            "dtype": cli.Option(
+                "float32", cli.choice(("float32", "float16", "bfloat16", "float64")), "tensor dtype"
+            ),
+            "repeats": cli.Option(7, cli.integer(1), "interleaved timing rounds per shape"),
+            "shapes": cli.Option(None, cli.listing(choices=names), f"subset of: {', '.join(names)} [all]"),
+            "threads": cli.Option(None, cli.integer(1, optional=True), "torch CPU threads [torch's]"),
+            "json": cli.Option(Path("bench_results/operator.json"), _json_path, "where the results go"),
+        },
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--json", type=Path, default=Path("bench_results/operator.json"))
-    args = parser.parse_args(argv)
+
+
+def _json_path(name: str, text: str) -> Path:
+    return Path(cli.path((".json",), optional=False)(name, text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_command(), _main, argv)
+
+
+def _main(args: cli.Arguments) -> int:
+    from softpool_video.devices import resolve_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
-    unknown = set(args.shapes or []) - {s.name for s in SHAPES}
-    if unknown:
-        parser.error(f"--shapes: unknown {sorted(unknown)}; choose from {[s.name for s in SHAPES]}")
     shapes = [s for s in SHAPES if args.shapes is None or s.name in args.shapes]
     methods = _methods(torch.compile(composite_soft_pool, dynamic=False))
     print(

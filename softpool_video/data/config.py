@@ -78,7 +78,10 @@ class DataConfig:
     Loader (read by training code, passed to ``build_dataloader``)
         batch_size, num_workers, pin_memory, persistent_workers.
     Synthetic data
-        generate_if_missing: generate the synthetic motion dataset at ``root`` if it is absent.
+        generate: generate the synthetic motion dataset at ``root`` if it is absent: ``true``;
+            ``null`` only at the default root of ``data=synthetic`` (``data/synthetic`` under the launch
+            directory), so that a mistyped ``root`` never invents a dataset; ``false`` never
+            (see :func:`synthetic_generation_reason`).
         synthetic: keyword arguments of ``generate_synthetic_dataset``.
     """
 
@@ -122,7 +125,7 @@ class DataConfig:
     num_workers: int = 4
     pin_memory: bool = True
     persistent_workers: bool = True
-    generate_if_missing: bool = False
+    generate: bool | None = None
     synthetic: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -232,6 +235,8 @@ def _to_plain_dict(cfg: Any) -> dict[str, Any]:
     if DictConfig and isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     if isinstance(cfg, Mapping):
+        if DictConfig:  # a dict copied out of a config may keep "${oc.select:model.num_frames,16}"
+            return OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True, throw_on_missing=False)
         return dict(cfg)
     raise TypeError(f"data config must be a DictConfig, a dict or a DataConfig, got {type(cfg).__name__}")
 
@@ -316,6 +321,28 @@ def load_annotations(cfg: DataConfig | Any, split: str) -> Annotations:
     return annotations
 
 
+def synthetic_generation_reason(cfg: DataConfig | Any) -> str | None:
+    """Why the synthetic dataset should be generated at ``cfg.root`` now, or ``None``.
+
+    Only where it was asked for: ``generate=true``, or ``generate=null`` with ``name=synthetic`` at
+    its default root (``SYNTHETIC_DEFAULT_ROOT`` under the launch directory). A dataset already there
+    is then only checked (same generator parameters), not written again.
+    """
+    from softpool_video.constants import SYNTHETIC_DEFAULT_ROOT
+
+    if not isinstance(cfg, DataConfig):
+        cfg = DataConfig.from_config(cfg)
+    root = cfg.root_path()
+    if cfg.generate is False or not cfg.synthetic:
+        return None
+    if cfg.generate:
+        return "data.generate=true"
+    default_root = (_launch_directory() / SYNTHETIC_DEFAULT_ROOT).absolute()
+    if cfg.name == "synthetic" and root.absolute() == default_root:
+        return f"data=synthetic at its default root {SYNTHETIC_DEFAULT_ROOT}"
+    return None
+
+
 def build_dataset(
     data_cfg: Any, split: str, transform: Callable[[dict], dict] | None = None
 ) -> VideoClipDataset:
@@ -325,9 +352,11 @@ def build_dataset(
     ``transform``: replaces the standard one from ``build_transform(data_cfg, split)``.
     """
     cfg = DataConfig.from_config(data_cfg)
-    if cfg.generate_if_missing:
-        from softpool_video.data.synthetic import ensure_synthetic_dataset
+    if synthetic_generation_reason(cfg) is not None:
+        from softpool_video.data.synthetic import INFO_FILE, ensure_synthetic_dataset
 
+        if not (cfg.root_path() / INFO_FILE).is_file():
+            logger.info("generating the synthetic motion dataset in %s", cfg.root_path())
         ensure_synthetic_dataset(cfg.root_path(), **cfg.synthetic)
     annotations = load_annotations(cfg, split)
     if transform is None:

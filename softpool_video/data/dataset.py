@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from softpool_video.constants import SPLITS
 from softpool_video.data.annotations import VideoRecord
 from softpool_video.data.decoders import VideoDecodeError, open_video
 from softpool_video.data.sampling import ClipSampler
@@ -51,7 +52,6 @@ from softpool_video.data.transforms import to_video_tensor
 logger = logging.getLogger(__name__)
 
 FAILURES_KEY = "failed_videos"
-SPLITS = ("train", "val", "test")
 _MAX_EXAMPLES = 5
 
 
@@ -245,6 +245,7 @@ class VideoClipDataset(Dataset):
         video_index, clip_index, crop_index = self.view(index)
         epoch = self.epoch
         failed_here: list[tuple[str, str]] = []
+        tried = {video_index}
         for attempt in range(self.max_retries + 1):
             rng = np.random.default_rng([self.seed, epoch, index, attempt])
             path = str(self.videos[video_index])
@@ -261,8 +262,9 @@ class VideoClipDataset(Dataset):
             # a generator of its own: the substitute must not depend on whether this process had
             # already seen the video fail (decoding draws from ``rng``, skipping it does not)
             video_index = self._substitute(
-                video_index, np.random.default_rng([self.seed, epoch, index, attempt, 1])
+                video_index, np.random.default_rng([self.seed, epoch, index, attempt, 1]), tried
             )
+            tried.add(video_index)
         raise TooManyFailedVideosError(
             f"{self.name}: item {index} failed {self.max_retries + 1} times in a row with different videos "
             f"({_examples([f'{p} ({m})' for p, m in failed_here])}); the dataset looks broken: "
@@ -327,15 +329,21 @@ class VideoClipDataset(Dataset):
             raise TypeError(f"the transform must return the sample dict, got {type(sample).__name__}")
         return sample
 
-    def _substitute(self, video_index: int, rng: np.random.Generator) -> int:
-        """Another video to try, preferring ones not known to be bad."""
+    def _substitute(self, video_index: int, rng: np.random.Generator, tried: set[int]) -> int:
+        """Another video to try, preferring ones this item has not tried yet.
+
+        The choice depends on ``rng`` and this item's own attempts only, never on which failures
+        this process happens to know (each DataLoader worker knows those it met, a resumed run all
+        those of its checkpoint), so items are the same whatever the workers and however often the
+        run was resumed; a known-bad substitute is skipped by the next attempt without decoding.
+        """
         count = len(self.videos)
         if count == 1:
             return video_index
         for _ in range(16):
             candidate = int(rng.integers(count - 1))
             candidate += candidate >= video_index  # never the same video
-            if str(self.videos[candidate]) not in self._failures:
+            if candidate not in tried:
                 return candidate
         return candidate
 

@@ -32,12 +32,11 @@ Layouts written under ``root`` (both describe the same videos):
   and ``kinetics/{train,val}/<label>/{youtube_id}_{start:06d}_{end:06d}.<ext>`` (hard links).
 
 Everything is deterministic given ``seed``: the same arguments give byte-identical files.
-Command line: ``softpool-synth ROOT [options]`` (``--help``).
+Command line: ``softpool-synth [ROOT] [key=value ...]`` (``--help``).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -48,6 +47,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -439,7 +439,8 @@ def generate_synthetic_dataset(
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise FileExistsError(
-                f"{root} exists and is not empty: pass overwrite=True (--overwrite) to replace it"
+                f"{root} exists and is not empty: pass overwrite=True (softpool-synth overwrite=true) "
+                "to replace it"
             )
         if not (root / INFO_FILE).is_file():
             raise FileExistsError(
@@ -493,7 +494,7 @@ def _render_all(root: Path, jobs: list[_VideoJob], workers: int, progress: bool)
 def ensure_synthetic_dataset(root: str | Path, **kwargs) -> Path:
     """Generate the dataset at ``root`` unless it is already there with the same parameters.
 
-    Used by ``build_dataset`` when ``data.generate_if_missing`` is set; ``kwargs`` are those of
+    Used by ``build_dataset`` where ``data.generate`` allows it; ``kwargs`` are those of
     ``generate_synthetic_dataset`` (``data.synthetic``). A directory holding something else, or
     a synthetic dataset made with other parameters, raises instead of being replaced.
     """
@@ -519,64 +520,88 @@ def ensure_synthetic_dataset(root: str | Path, **kwargs) -> Path:
         raise
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``softpool-synth ROOT [options]``: write the synthetic motion dataset."""
+def _command() -> Any:
+    from softpool_video import cli
+    from softpool_video.constants import SYNTHETIC_DEFAULT_ROOT
+
     defaults = SyntheticParams()
-    parser = argparse.ArgumentParser(
+    option = cli.Option
+    return cli.Command(
         prog="softpool-synth",
-        description="Write the synthetic motion video dataset (UCF-101 and Kinetics layouts).",
+        summary="Write the synthetic motion video dataset (UCF-101 and Kinetics layouts) to ROOT.",
+        options={
+            "root": option(
+                SYNTHETIC_DEFAULT_ROOT, cli.path(optional=False), "output folder (or give it first)"
+            ),
+            "num_classes": option(
+                defaults.num_classes, cli.integer(2, len(MOTIONS)), f"classes, 2-{len(MOTIONS)}"
+            ),
+            "videos_per_class": option(defaults.videos_per_class, cli.integer(1), "videos per class"),
+            "frames": option(defaults.frames, cli.integer(1), "frames per video"),
+            "size": option(defaults.size, cli.integer(8), "frame width and height"),
+            "fps": option(defaults.fps, cli.integer(1), "frames per second"),
+            "seed": option(defaults.seed, cli.integer(0), "the same seed gives the same bytes"),
+            "test_fraction": option(
+                defaults.test_fraction, cli.number(positive=True), "share held out per split"
+            ),
+            "clips_per_group": option(defaults.clips_per_group, cli.integer(1), "videos sharing a scene"),
+            "kinetics": option(True, cli.boolean(), "also write the Kinetics-style copy (hard links)"),
+            "workers": option(1, cli.integer(1), "parallel processes"),
+            "overwrite": option(
+                False, cli.boolean(), "replace an existing synthetic dataset (never anything else)"
+            ),
+        },
+        positionals=cli.Positionals("ROOT", maximum=1),
+        usage_line="[ROOT] [key=value ...]",
     )
-    parser.add_argument(
-        "root", nargs="?", default="data/synthetic", help="output directory (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        default=defaults.num_classes,
-        help=f"2-{len(MOTIONS)} (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--videos-per-class", type=int, default=defaults.videos_per_class, help="(default: %(default)s)"
-    )
-    parser.add_argument(
-        "--frames", type=int, default=defaults.frames, help="frames per video (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--size", type=int, default=defaults.size, help="frame width and height (default: %(default)s)"
-    )
-    parser.add_argument("--fps", type=int, default=defaults.fps, help="(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
-    parser.add_argument(
-        "--test-fraction", type=float, default=defaults.test_fraction, help="(default: %(default)s)"
-    )
-    parser.add_argument(
-        "--clips-per-group", type=int, default=defaults.clips_per_group, help="(default: %(default)s)"
-    )
-    parser.add_argument("--no-kinetics", action="store_true", help="skip the Kinetics-style copy")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing synthetic dataset")
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``softpool-synth [ROOT] [key=value ...]``: write the synthetic motion dataset."""
+    from softpool_video import cli
+
+    return cli.run(_command(), _main, argv, usage_errors=(FileExistsError,))
+
+
+def _main(args: Any) -> int:
+    from softpool_video import cli
+
+    root = args.root
+    if args.positionals:
+        if "root" in args.given:
+            raise cli.UsageError(f"two roots given: {args.positionals[0]!r} and root={args.root}")
+        root = args.positionals[0]
     started = time.perf_counter()
     try:
-        root = generate_synthetic_dataset(
-            args.root,
-            num_classes=args.num_classes,
-            videos_per_class=args.videos_per_class,
-            frames=args.frames,
-            size=args.size,
-            fps=args.fps,
-            seed=args.seed,
-            test_fraction=args.test_fraction,
-            clips_per_group=args.clips_per_group,
-            kinetics=not args.no_kinetics,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            progress=sys.stderr.isatty(),
-        )
-    except (FileExistsError, ValueError) as err:
-        print(f"softpool-synth: {err}", file=sys.stderr)
-        return 2
+        SyntheticParams(
+            args.num_classes,
+            args.videos_per_class,
+            args.frames,
+            args.size,
+            args.fps,
+            args.seed,
+            args.test_fraction,
+            args.clips_per_group,
+            args.kinetics,
+        ).check()
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
     count = args.num_classes * args.videos_per_class
+    root = generate_synthetic_dataset(
+        root,
+        num_classes=args.num_classes,
+        videos_per_class=args.videos_per_class,
+        frames=args.frames,
+        size=args.size,
+        fps=args.fps,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        clips_per_group=args.clips_per_group,
+        kinetics=args.kinetics,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+    )
     print(
         f"wrote {count} videos of {args.num_classes} classes to {root} "
         f"in {time.perf_counter() - started:.1f} s"

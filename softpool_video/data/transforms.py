@@ -29,6 +29,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from softpool_video.constants import SPLITS
+
 # pytorchvideo's Kinetics statistics, used by its model zoo
 DEFAULT_MEAN = (0.45, 0.45, 0.45)
 DEFAULT_STD = (0.225, 0.225, 0.225)
@@ -186,7 +188,7 @@ def build_transform(cfg: Any, split: str) -> v2.Compose:
     ``random_resized``), ``random_resized_scale``, ``random_resized_ratio``, ``hflip_prob``,
     ``test_scale``, ``test_crop_size``, ``num_crops``, ``mean``, ``std``, ``alpha``.
     """
-    if split not in ("train", "val", "test"):
+    if split not in SPLITS:
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     mean = list(_get(cfg, "mean", None) or DEFAULT_MEAN)
     std = list(_get(cfg, "std", None) or DEFAULT_STD)

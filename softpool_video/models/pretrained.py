@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,19 +62,63 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def read_checkpoint(path: str | os.PathLike) -> object:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file."""
+def _file_kind(path: Path) -> str:
+    """What a file that is not a PyTorch checkpoint looks like, for the error message."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        return "an empty file"
+    if head[4:8] == b"ftyp":
+        return "an MP4/MOV video"
+    if head[:4] == b"RIFF":
+        return "a RIFF (AVI/WAV) file"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "a Matroska/WebM video"
+    if head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "an image"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file of another format"
+    return "a text file"
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> object:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors that name the file.
+
+    The only place this package calls ``torch.load``. A file that is not a checkpoint (a text file, a
+    video), a damaged one, or one that would need to unpickle arbitrary Python objects raises
+    ``ValueError``; the message never suggests loading with ``weights_only=False``. ``mmap=True`` maps
+    the tensors instead of reading them (cheap look-ups of a large checkpoint's metadata).
+    """
+    import warnings
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    is_zip = head == b"PK\x03\x04"  # torch.save's format: a zip archive
+    if not is_zip and head[:1] != b"\x80":  # nor a pickle (torch's legacy format)
+        raise ValueError(
+            f"cannot load checkpoint {str(path)!r}: it is {_file_kind(path)}, not a PyTorch checkpoint"
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise on the console
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
         raise ValueError(
             f"refused to load checkpoint {str(path)!r}: it holds Python objects other than tensors and "
-            f"plain containers, and unpickling them could run arbitrary code (torch.load(weights_only=True) "
-            f"said: {str(error).splitlines()[0]}). Re-save only the state dict if you trust the file."
+            f"plain containers{what}, and unpickling them could run arbitrary code; only weights-only "
+            "checkpoints are read (re-save the weights with torch.save(model.state_dict(), path))"
         ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as error:
+        detail = str(error).split(". ")[0].strip() or type(error).__name__
+        kind = "damaged (truncated or corrupt)" if is_zip else "not a readable PyTorch checkpoint"
+        raise ValueError(f"cannot load checkpoint {str(path)!r}: it is {kind}: {detail}") from None
 
 
 def _is_state_dict(value: object) -> bool:

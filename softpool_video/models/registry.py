@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
+from softpool_video.constants import POOLING_CHOICES as _POOLING_CHOICES
 from softpool_video.models.swap import PoolSwap, swap_pooling
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: ``pooling`` values: the kind the selected pools become; "original" keeps the library's pools.
-POOLING_CHOICES = ("soft", "max", "avg", "original")
+POOLING_CHOICES = _POOLING_CHOICES
 #: ``where`` values: which pools ``pooling`` applies to.
 WHERE_CHOICES = ("stem", "head", "all", "none")
 

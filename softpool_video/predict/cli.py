@@ -17,175 +17,100 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArgumentError", "OPTIONS", "main", "parse_args", "usage"]
+from softpool_video import cli
+from softpool_video.cli import Option, UsageError
+from softpool_video.constants import DECODERS
+
+__all__ = ["COMMAND", "OPTIONS", "main", "parse_args", "usage"]
 
 PROG = "softpool-predict"
-EXIT_OK, EXIT_NOTHING_CLASSIFIED, EXIT_BAD_ARGUMENT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_NOTHING_CLASSIFIED, EXIT_BAD_ARGUMENT, EXIT_INTERRUPTED = (
+    cli.EXIT_OK,
+    cli.EXIT_FAILURE,
+    cli.EXIT_USAGE,
+    cli.EXIT_INTERRUPTED,
+)
+
+#: Kept for callers of 0.1: bad arguments raise the grammar's UsageError.
+ArgumentError = UsageError
 
 
-class ArgumentError(ValueError):
-    """A command-line argument is unknown, malformed or out of range; the message names it."""
+def _workers(name: str, text: str) -> Any:
+    return "auto" if text.strip() == "auto" else cli.integer(0)(name, text)
 
 
-_NULL = ("null", "none", "")
-
-
-def _int(name: str, minimum: int, optional: bool = False) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        if optional and text.lower() in _NULL:
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            accepted = f"an integer >= {minimum}" + (" or null" if optional else "")
-            raise ArgumentError(f"{name} must be {accepted}, got {text!r}")
-        return value
-
-    return convert
-
-
-def _seconds(name: str, optional: bool = False) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        if optional and text.lower() in _NULL:
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            value = None
-        if value is None or not 0 < value < float("inf"):
-            raise ArgumentError(f"{name} must be a positive number of seconds, got {text!r}")
-        return value
-
-    return convert
-
-
-def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
-    def convert(text: str) -> str:
-        if text not in choices:
-            raise ArgumentError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
-        return text
-
-    return convert
-
-
-def _path(name: str, suffixes: Sequence[str] = ()) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        if text.lower() in _NULL:
-            return None
-        if suffixes and Path(text).suffix.lower() not in suffixes:
-            raise ArgumentError(f"{name}={text}: the file name must end in {' or '.join(suffixes)}")
-        return text
-
-    return convert
-
-
-def _flag(name: str) -> Callable[[str], bool]:
-    def convert(text: str) -> bool:
-        if text.lower() in ("true", "1", "yes", "on"):
-            return True
-        if text.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ArgumentError(f"{name} must be true or false, got {text!r}")
-
-    return convert
-
-
-def _workers(text: str) -> Any:
-    return "auto" if text == "auto" else _int("workers", 0)(text)
-
-
-def _decoder(text: str) -> str:
+def _decoder(name: str, text: str) -> str:
     from softpool_video.data.decoders import available_backends
 
-    if text not in available_backends():
-        raise ArgumentError(
-            f"decoder must be one of the installed decoders {', '.join(available_backends())}, got {text!r}"
+    value = cli.choice(DECODERS)(name, text)
+    if value not in available_backends():
+        raise UsageError(
+            f"{name}={value}: that decoder is not installed here; "
+            f"installed: {', '.join(available_backends())}"
         )
-    return text
+    return value
 
 
-def _device(text: str) -> str:
-    from softpool_video.predict.predictor import resolve_device
-
-    try:
-        resolve_device(text)
-    except ValueError as error:
-        raise ArgumentError(str(error)) from None
-    return text
+def _num_crops(name: str, text: str) -> int:
+    return int(cli.choice(("1", "3"))(name, text))
 
 
-@dataclass(frozen=True)
-class Option:
-    default: Any
-    convert: Callable[[str], Any]
-    help: str
-    timeline_only: bool = False
-
+TIMELINE = ("mode", ("timeline",))
 
 OPTIONS: dict[str, Option] = {
-    "checkpoint": Option(
-        None, _path("checkpoint"), "a .pt written by softpool-train, or its run folder (required)"
-    ),
-    "topk": Option(5, _int("topk", 1), "labels listed per video (at most the number of classes)"),
-    "output": Option(
-        None, _path("output", (".json", ".csv")), "also write the results to a .json or .csv file"
-    ),
+    "checkpoint": Option(None, cli.path(), "a .pt written by softpool-train, or its run folder (required)"),
+    "topk": Option(5, cli.integer(1), "labels listed per video (at most the number of classes)"),
+    "output": Option(None, cli.path((".json", ".csv")), "also write the results to a .json or .csv file"),
     "mode": Option(
         "predict",
-        _choice("mode", ("predict", "timeline")),
+        cli.choice(("predict", "timeline")),
         "predict: one label set per video; timeline: one per segment",
     ),
-    "window": Option(2.0, _seconds("window"), "timeline: seconds of video the model sees per segment", True),
+    "window": Option(2.0, cli.number(positive=True), "seconds of video the model sees per segment", TIMELINE),
     "stride": Option(
-        None, _seconds("stride", optional=True), "timeline: segment length in seconds [window]", True
+        None, cli.number(positive=True, optional=True), "segment length in seconds [window]", TIMELINE
     ),
     "plot": Option(
         None,
-        _path("plot", (".png",)),
-        "timeline: write a PNG plot (one per video: NAME_<video>.png when there are several)",
-        True,
+        cli.path((".png",)),
+        "write a PNG plot (one per video: NAME_<video>.png when there are several)",
+        TIMELINE,
     ),
     "num_clips": Option(
         None,
-        _int("num_clips", 1, optional=True),
+        cli.integer(1, optional=True),
         "clips per video [the checkpoint's test setting; timeline: 1 per window]",
     ),
-    "num_crops": Option(None, _choice("num_crops", ("1", "3")), "crops per clip, 1 or 3 [the checkpoint's]"),
-    "device": Option("auto", _device, "auto (the GPU when present), cpu, cuda or cuda:N"),
-    "batch_size": Option(
-        None, _int("batch_size", 1, optional=True), "views per forward pass [the checkpoint's]"
-    ),
+    "num_crops": Option(None, _num_crops, "crops per clip, 1 or 3 [the checkpoint's]"),
+    "device": Option("auto", cli.device(), "auto (the GPU when present), cpu, cuda or cuda:N"),
+    "batch_size": Option(None, cli.integer(1, optional=True), "views per forward pass [the checkpoint's]"),
     "workers": Option("auto", _workers, "decoding processes: N, or auto (0 on CPU, up to 4 with a GPU)"),
-    "decoder": Option(None, _decoder, "video decoder: pyav, decord or torchcodec [the checkpoint's]"),
+    "decoder": Option(None, _decoder, f"video decoder: {', '.join(DECODERS)} [the checkpoint's]"),
     "progress": Option(
-        True, _flag("progress"), "progress bars: over the videos, and over the segments of a timeline"
+        True, cli.boolean(), "progress bars: over the videos, and over the segments of a timeline"
     ),
 }
 
+COMMAND = cli.Command(
+    prog=PROG,
+    summary=(
+        "Classify videos with a softpool-train checkpoint: multi-view inference (clips x crops), top-k\n"
+        "labels with probabilities per video, or per segment of long videos with mode=timeline.\n"
+        "Folders are searched recursively for videos. Exit status 0 when some video was classified,\n"
+        "1 when none could be (or the checkpoint or the output is unusable), 2 for a bad argument."
+    ),
+    options=OPTIONS,
+    positionals=cli.Positionals("VIDEO", minimum=0),
+    usage_line="VIDEO [VIDEO|DIR ...] checkpoint=PATH [key=value ...]",
+)
+
 
 def usage() -> str:
-    lines = [
-        f"usage: {PROG} VIDEO [VIDEO|DIR ...] checkpoint=PATH [key=value ...]",
-        "",
-        "Classify videos with a softpool-train checkpoint: multi-view inference (clips x crops), top-k",
-        "labels with probabilities per video, or per segment of long videos with mode=timeline.",
-        "Folders are searched recursively for videos. Exit codes: 0 some video classified, 1 none",
-        "could be (or the checkpoint or output is unusable), 2 a bad argument, 130 Ctrl-C.",
-        "",
-        "options [default]:",
-    ]
-    for name, option in OPTIONS.items():
-        default = str(option.default).lower() if isinstance(option.default, bool) else option.default
-        shown = "" if default is None or "[" in option.help else f" [{default}]"
-        lines.append(f"  {name + '=':<13}{option.help}{shown}")
-    return "\n".join(lines)
+    return COMMAND.usage()
 
 
 def parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
@@ -195,48 +120,27 @@ def parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     (a video called ``a=b.mp4``).
 
     Raises:
-        ArgumentError: naming the argument that is unknown, malformed, out of range or missing.
+        UsageError: naming the argument that is unknown, malformed, out of range, repeated or missing.
     """
-    inputs: list[str] = []
-    given: dict[str, str] = {}
-    for arg in argv:
-        key, equals, value = arg.partition("=")
-        key = key.strip().lstrip("+")
-        if key.startswith("--") and key[2:] in OPTIONS:
-            key = key[2:]
-        if equals and key in OPTIONS:
-            if key in given:
-                raise ArgumentError(f"{key} is given twice ({key}={given[key]} and {arg})")
-            given[key] = value.strip()
-        elif equals and not os.path.exists(arg):
-            raise ArgumentError(f"unknown option {key!r} in {arg!r}; known: {', '.join(OPTIONS)}")
-        elif arg.startswith("-") and not os.path.exists(arg):
-            raise ArgumentError(f"unknown flag {arg!r}: options are key=value, e.g. topk=3 (see --help)")
-        else:
-            inputs.append(arg)
-    options = {name: option.default for name, option in OPTIONS.items()}
-    for name, text in given.items():
-        options[name] = OPTIONS[name].convert(text)
-    if options["num_crops"] is not None:
-        options["num_crops"] = int(options["num_crops"])
+    return _checked(COMMAND.parse(argv))
+
+
+def _checked(arguments: cli.Arguments) -> tuple[list[str], dict[str, Any]]:
+    options = dict(arguments.values)
     if not options["checkpoint"]:
-        raise ArgumentError("checkpoint=PATH is required (a last.pt or best.pt written by softpool-train)")
+        raise UsageError("checkpoint=PATH is required (a last.pt or best.pt written by softpool-train)")
     from softpool_video.predict.predictor import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(options["checkpoint"])
     if checkpoint.is_dir():
-        raise ArgumentError(
+        raise UsageError(
             f"checkpoint={options['checkpoint']}: a folder without checkpoints/best.pt or checkpoints/last.pt"
         )
     if not checkpoint.is_file():
-        raise ArgumentError(f"checkpoint={options['checkpoint']}: no such file")
-    if not inputs:
-        raise ArgumentError("no VIDEO or DIR given")
-    if options["mode"] != "timeline":
-        misplaced = [name for name in given if OPTIONS[name].timeline_only]
-        if misplaced:
-            raise ArgumentError(f"{', '.join(misplaced)} only apply to mode=timeline")
-    return inputs, options
+        raise UsageError(f"checkpoint={options['checkpoint']}: no such file")
+    if not arguments.positionals:
+        raise UsageError("no VIDEO or DIR given")
+    return list(arguments.positionals), options
 
 
 def _workers_for(option: Any, device: str) -> int:
@@ -267,21 +171,16 @@ def _plot_paths(plot: str, videos: Sequence[Path]) -> list[Path]:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    cli.print_error(PROG, message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``softpool-predict`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return EXIT_OK if argv else EXIT_BAD_ARGUMENT
-    try:
-        inputs, options = parse_args(argv)
-    except ArgumentError as error:
-        _error(f"{error}\n(see `{PROG} --help`)")
-        return EXIT_BAD_ARGUMENT
+    return cli.run(COMMAND, lambda arguments: _predict(*_checked(arguments)), argv)
 
+
+def _predict(inputs: list[str], options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
     from softpool_video.predict.predictor import Predictor, find_videos
@@ -306,11 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_workers=_workers_for(options["workers"], options["device"]),
             decoder=options["decoder"],
         )
-    except CheckpointError as error:
-        _error(f"checkpoint={options['checkpoint']}: {error}")
-        return EXIT_NOTHING_CLASSIFIED
-    except ValueError as error:  # the checkpoint names a model or setting this version lacks
-        _error(f"checkpoint={options['checkpoint']}: {error}")
+    except (
+        CheckpointError,
+        ValueError,
+    ) as error:  # ValueError: the checkpoint names a setting this version lacks
+        _error(f"checkpoint={options['checkpoint']}: {cli.error_summary(error)}")
         return EXIT_NOTHING_CLASSIFIED
     timeline = options["mode"] == "timeline"
     print(f"{PROG}: {predictor!r}", file=sys.stderr, flush=True)

@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from softpool_video.data.annotations import VIDEO_EXTENSIONS
+from softpool_video.constants import VIDEO_EXTENSIONS
 from softpool_video.data.decoders import VideoDecodeError, VideoSource, available_backends, open_video
 from softpool_video.data.sampling import ClipSampler
 from softpool_video.data.transforms import build_transform, to_video_tensor
+from softpool_video.devices import resolve_device  # the device option of every tool
 from softpool_video.predict.timeline import Timeline, TimelineSegment, TopKMixin, timeline_segments
 
 __all__ = [
@@ -78,32 +79,6 @@ class Prediction(TopKMixin):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``topk`` as ``[{"label", "probability"}]``, plus ``ok``)."""
         return {**super().to_dict(), "ok": self.ok}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> a usable device.
-
-    Raises:
-        ValueError: naming ``device`` when it is malformed or names a GPU this machine lacks.
-    """
-    if isinstance(device, str) and device.strip().lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
-    except (RuntimeError, TypeError, ValueError):
-        resolved = None
-    if resolved is None or resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} but no CUDA GPU is available here: use device=cpu or device=auto"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} but this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)"
-            )
-    return resolved
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

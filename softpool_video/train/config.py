@@ -1,5 +1,11 @@
 """Configuration: where the Hydra configs live, composing them in code, validating them, building from them.
 
+Everything a run can get wrong is checked here before any work (no run folder, no file written):
+:func:`validate_train_config` checks every key's type and range, the device and the files it names;
+:func:`reconcile_clip_shape` makes the model and the data agree on frames, crop size and SlowFast
+alpha (deriving what is unset, refusing what conflicts); :func:`synthetic_generation` decides whether
+a missing dataset may be generated (only the synthetic one, only where asked for).
+
 The configs are the repository's ``conf/`` directory (``train.yaml``, ``eval.yaml`` and the groups
 ``data/``, ``model/``, ``pooling/``, ``optim/``, ``schedule/``, ``trainer/``, ``logger/``,
 ``experiment/``), installed with the package as ``softpool_video/conf`` (:func:`conf_dir` finds
@@ -17,15 +23,19 @@ file is silently ignored; :func:`user_configs_first` fixes the order for our con
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 import softpool_video
+from softpool_video.cli import UsageError
+from softpool_video.constants import AGGREGATIONS, POOLING_CHOICES, PRECISIONS
 
 __all__ = [
     "POOLINGS",
@@ -36,19 +46,21 @@ __all__ = [
     "compose_config",
     "conf_dir",
     "config_dirs_in_argv",
+    "data_config_for_build",
     "group_choices",
+    "reconcile_clip_shape",
+    "resolve_accelerator",
     "resolve_precision",
+    "synthetic_generation",
     "to_plain_dict",
     "user_configs_first",
     "validate_train_config",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-POOLINGS = ("soft", "max", "avg", "original")
-AGGREGATIONS = ("mean", "sum", "max")
+POOLINGS = POOLING_CHOICES
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """The configuration asks for something impossible; the message names the key and the choices.
 
     The command-line tools print these as one line (no traceback) and exit with status 2.
@@ -190,9 +202,19 @@ def compose_config(
 
 
 def to_plain_dict(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as plain Python containers (what checkpoints and ``config.yaml`` store)."""
+    """The resolved config as plain Python containers (what checkpoints and ``config.yaml`` store).
+
+    Raises :class:`ConfigError` for an interpolation that does not resolve (``${model.nope}``).
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
     if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        except OmegaConfBaseException as error:
+            key = getattr(error, "full_key", None)
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(f"{key or 'config'}: {first}") from None
     return dict(cfg)
 
 
@@ -200,17 +222,48 @@ def _choices(values: Sequence[str]) -> str:
     return ", ".join(values)
 
 
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
+def resolve_accelerator(accelerator: Any) -> str:
+    """``trainer.accelerator`` (auto | cpu | gpu | cuda, or ``device=`` on the command line) -> the
+    device type this process will use, ``"cpu"`` or ``"cuda"``; a GPU that is not there is an error."""
+    value = str(accelerator).strip().lower()
+    if value not in _ACCELERATORS and not value.startswith(("cuda:", "gpu:")):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} is not one of auto, cpu, gpu (or cuda, cuda:N); "
+            "device=... sets it too"
+        )
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if value == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={value} needs a CUDA GPU but none is visible here "
+            "(torch.cuda.is_available() is False): use trainer=cpu, or trainer.accelerator=cpu (device=cpu)"
+        )
+    return "cuda"
+
+
 def resolve_precision(
     precision: str, device: torch.device, training: bool = True
 ) -> tuple[torch.dtype | None, bool]:
     """``trainer.precision`` -> ``(autocast dtype or None, use GradScaler)``, checked against the device.
 
+    ``auto`` is bf16 on a GPU that supports it (fp16 with a GradScaler on older GPUs) and fp32 on a
+    CPU, so one config (``trainer=ddp``) trains and evaluates correctly on both.
+
     bf16 *training* on CPU is refused: the oneDNN bf16 backward of ``Conv3d`` with ``(3, 1, 1)``
     kernels (every (2+1)D block) returns NaN weight gradients at random in torch 2.14. Inference in
-    bf16 on CPU (``softpool-eval trainer.precision=bf16``) is fine.
+    bf16 on CPU (``softpool-eval trainer.precision=bf16``) is fine, when asked for explicitly.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r} is not one of {_choices(PRECISIONS)}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None, False
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp32":
         return None, False
     if precision == "fp16":
@@ -219,18 +272,26 @@ def resolve_precision(
                 "trainer.precision=fp16 needs a CUDA device (fp16 autocast with GradScaler); "
                 f"this run is on {device.type}: use trainer.precision=bf16 or fp32"
             )
-        return torch.float16, True
+        return torch.float16, training
     if device.type == "cpu" and training:
         raise ConfigError(
             "trainer.precision=bf16 is not supported for training on CPU (the bf16 Conv3d backward of "
-            "oneDNN gives NaN weight gradients); use trainer.precision=fp32 on CPU, bf16 on a GPU"
+            "oneDNN gives NaN weight gradients); use trainer.precision=fp32 (or auto) on CPU, bf16 on a GPU"
         )
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(
             f"trainer.precision=bf16 is not supported by {torch.cuda.get_device_name(device)}; "
-            "use trainer.precision=fp16 (or fp32)"
+            "use trainer.precision=fp16 (or fp32, or auto)"
         )
     return torch.bfloat16, False
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The autocast dtype as a ``trainer.precision`` name (``None`` -> ``fp32``)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+_MISSING = object()
 
 
 def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
@@ -244,47 +305,222 @@ def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
+class _Checks:
+    """Type and range checks of config values, each raising :class:`ConfigError` naming the key."""
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        self.cfg = cfg
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _get(self.cfg, key, default)
+
+    def integer(self, key: str, minimum: int | None = None, optional: bool = True) -> int | None:
+        value = self.get(key)
+        if value is None and optional:
+            return None
+        ok = isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+        if not ok:
+            accepted = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+            raise ConfigError(f"{key}={value!r} must be {accepted}" + (" (or null)" if optional else ""))
+        return value
+
+    def number(
+        self,
+        key: str,
+        minimum: float | None = None,
+        below: float | None = None,
+        positive: bool = False,
+        optional: bool = True,
+    ) -> float | None:
+        value = self.get(key)
+        if value is None and optional:
+            return None
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        ok = (
+            number is not None
+            and math.isfinite(number)
+            and not (positive and number <= 0)
+            and not (minimum is not None and number < minimum)
+            and not (below is not None and number >= below)
+        )
+        if not ok:
+            accepted = "a positive number" if positive else "a number"
+            if minimum is not None and below is not None:
+                accepted += f" in [{minimum:g}, {below:g})"
+            elif minimum is not None:
+                accepted += f" >= {minimum:g}"
+            elif below is not None:
+                accepted += f" < {below:g}"
+            raise ConfigError(f"{key}={value!r} must be {accepted}")
+        return number
+
+    def choice(self, key: str, choices: Sequence[Any], default: Any = _MISSING) -> Any:
+        value = self.get(key, None if default is _MISSING else default)
+        if value not in choices:
+            from softpool_video.cli import did_you_mean
+
+            hint = did_you_mean(str(value), [str(c) for c in choices]) if isinstance(value, str) else ""
+            raise ConfigError(f"{key}={value!r} is not one of {_choices([str(c) for c in choices])}{hint}")
+        return value
+
+    def boolean(self, key: str, optional: bool = True) -> bool | None:
+        value = self.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} must be true or false")
+        return value
+
+    def number_list(
+        self, key: str, length: int | None = None, minimum: float = 0.0, below: float | None = None
+    ):
+        value = self.get(key)
+        if value is None:
+            return None
+        items = (
+            list(value) if isinstance(value, Sequence | ListConfig) and not isinstance(value, str) else None
+        )
+        ok = items is not None and (length is None or len(items) == length)
+        if ok:
+            for item in items:
+                if (
+                    isinstance(item, bool)
+                    or not isinstance(item, int | float)
+                    or not math.isfinite(item)
+                    or item < minimum
+                    or (below is not None and item >= below)
+                ):
+                    ok = False
+        if not ok:
+            size = f"{length} " if length else ""
+            span = f" in [{minimum:g}, {below:g})" if below is not None else f" >= {minimum:g}"
+            raise ConfigError(f"{key}={value!r} must be a list of {size}numbers{span}")
+        return items
+
+
 def validate_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
-    """Check names and ranges before anything expensive happens; raise :class:`ConfigError`."""
+    """Check names, types and ranges of every key before anything expensive happens.
+
+    Also checks what can be checked without loading anything big: the device, the precision on that
+    device, that ``model.pretrained`` and ``resume`` name existing files. Raises :class:`ConfigError`.
+    """
     from softpool_video.models import list_models
+    from softpool_video.models.registry import WHERE_CHOICES, get_model_spec
+    from softpool_video.train.loggers import LOGGERS
     from softpool_video.train.optim import OPTIMIZERS, SCHEDULES
 
+    check = _Checks(cfg)
     for section in ("data", "model", "pooling", "optim", "schedule", "trainer"):
-        if _get(cfg, section) is None:
+        if not isinstance(_get(cfg, section), Mapping | DictConfig):
             raise ConfigError(f"config has no {section!r} section; select one with {section}=NAME")
     model_name = _get(cfg, "model.name")
     if model_name not in list_models():
+        from softpool_video.cli import did_you_mean
+
+        hint = did_you_mean(str(model_name), list_models())
         raise ConfigError(
-            f"model.name={model_name!r} is not a registered model; choose from: {_choices(list_models())}"
+            f"model.name={model_name!r} is not a registered model{hint}; "
+            f"choose from: {_choices(list_models())}"
         )
-    pool = _get(cfg, "pooling.pool")
-    if pool not in POOLINGS:
-        raise ConfigError(f"pooling.pool={pool!r} is not one of {_choices(POOLINGS)}")
-    if _get(cfg, "optim.name") not in OPTIMIZERS:
-        raise ConfigError(f"optim.name={_get(cfg, 'optim.name')!r} is not one of {_choices(OPTIMIZERS)}")
-    if _get(cfg, "schedule.name") not in SCHEDULES:
-        raise ConfigError(f"schedule.name={_get(cfg, 'schedule.name')!r} is not one of {_choices(SCHEDULES)}")
-    precision = _get(cfg, "trainer.precision", "fp32")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={precision!r} is not one of {_choices(PRECISIONS)}")
-    for key in (
-        "trainer.epochs",
-        "trainer.accumulate_grad_batches",
-        "trainer.eval_every_n_epochs",
-        "data.batch_size",
-    ):
-        value = _get(cfg, key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"{key}={value!r} must be an integer >= 1")
+    check.integer("model.num_frames", 1)
+    check.integer("model.crop_size", 1)
+    check.integer("model.alpha", 1)
+    kwargs = _get(cfg, "model.kwargs")
+    if kwargs is not None and not isinstance(kwargs, Mapping | DictConfig):
+        raise ConfigError(f"model.kwargs={kwargs!r} must be a mapping of builder options (or null)")
+    _check_pretrained(_get(cfg, "model.pretrained"), get_model_spec(str(model_name)))
+
+    check.choice("pooling.pool", POOLING_CHOICES)
+    check.choice("pooling.where", WHERE_CHOICES, default="all")
+    check.number("pooling.temperature", positive=True)
+
+    check.choice("optim.name", OPTIMIZERS)
+    check.number("optim.lr", positive=True, optional=False)
+    check.number("optim.weight_decay", minimum=0.0)
+    check.boolean("optim.no_decay_norm_and_bias")
+    if _get(cfg, "optim.name") == "sgd":
+        check.number("optim.momentum", minimum=0.0, below=1.0)
+        check.boolean("optim.nesterov")
+    else:
+        check.number_list("optim.betas", length=2, minimum=0.0, below=1.0)
+        check.number("optim.eps", positive=True)
+    check.choice("schedule.name", SCHEDULES)
+    check.number("schedule.warmup_epochs", minimum=0.0)
+    check.number("schedule.warmup_start_factor", positive=True)
+    check.number("schedule.min_lr_factor", minimum=0.0)
+    check.number("schedule.gamma", positive=True)
+    check.number_list("schedule.milestones", minimum=0.0)
+
+    check.choice("trainer.precision", PRECISIONS, default="fp32")
+    for key in ("trainer.epochs", "trainer.accumulate_grad_batches", "trainer.eval_every_n_epochs"):
+        check.integer(key, 1, optional=False)
+    check.integer("trainer.log_every_n_steps", 1)
+    check.integer("trainer.limit_train_batches", 1)
+    check.integer("trainer.limit_val_batches", 1)
+    fast = _get(cfg, "trainer.fast_dev_run")
+    if fast is not None and not isinstance(fast, bool) and not (isinstance(fast, int) and fast >= 0):
+        raise ConfigError(f"trainer.fast_dev_run={fast!r} must be true, false or a number of batches >= 0")
     clip = _get(cfg, "trainer.grad_clip_norm")
-    if clip is not None and not clip > 0:
-        raise ConfigError(f"trainer.grad_clip_norm={clip!r} must be > 0 (or null to disable clipping)")
-    smoothing = _get(cfg, "loss.label_smoothing", 0.0)
-    if not 0.0 <= smoothing < 1.0:
-        raise ConfigError(f"loss.label_smoothing={smoothing!r} must lie in [0, 1)")
-    aggregation = _get(cfg, "eval.aggregation", "mean")
-    if aggregation not in AGGREGATIONS:
-        raise ConfigError(f"eval.aggregation={aggregation!r} is not one of {_choices(AGGREGATIONS)}")
+    if clip is not None:
+        check.number("trainer.grad_clip_norm", positive=True)
+    threads = _get(cfg, "trainer.num_threads")
+    if threads not in (None, "auto") and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ConfigError(f"trainer.num_threads={threads!r} must be null, auto or an integer >= 1")
+    check.choice("trainer.monitor_mode", ("max", "min"), default="max")
+    from softpool_video.train.trainer import EPOCH_COLUMNS
+
+    monitor = _get(cfg, "trainer.monitor", "val_video_top1")
+    if monitor not in EPOCH_COLUMNS[2:]:
+        raise ConfigError(
+            f"trainer.monitor={monitor!r} is not a metric; choose from: {_choices(EPOCH_COLUMNS[2:])}"
+        )
+    for key in (
+        "progress_bar",
+        "deterministic",
+        "sync_batchnorm",
+        "find_unused_parameters",
+        "cudnn_benchmark",
+    ):
+        check.boolean(f"trainer.{key}")
+    check.number("trainer.timeout_minutes", positive=True)
+    resolve_accelerator(_get(cfg, "trainer.accelerator", "auto"))
+
+    check.integer("data.batch_size", 1, optional=False)
+    check.integer("data.val_batch_size", 1)
+    check.integer("data.num_workers", 0)
+    check.boolean("data.persistent_workers")
+    check.boolean("data.pin_memory")
+    check.boolean("data.generate")
+    check.integer("data.num_frames", 1)
+    check.integer("data.train_crop_size", 1)
+    check.integer("data.test_crop_size", 1)
+
+    check.number("loss.label_smoothing", minimum=0.0, below=1.0)
+    if _get(cfg, "mixup.enabled"):
+        check.number("mixup.mixup_alpha", minimum=0.0)
+        check.number("mixup.cutmix_alpha", minimum=0.0)
+        check.number("mixup.prob", minimum=0.0, below=1.0 + 1e-12)
+        check.number("mixup.switch_prob", minimum=0.0, below=1.0 + 1e-12)
+    check.choice("eval.aggregation", AGGREGATIONS, default="mean")
+    check.integer("eval.test_num_clips", 1)
+    test_crops = _get(cfg, "eval.test_num_crops")
+    if test_crops not in (None, 1, 3):
+        raise ConfigError(f"eval.test_num_crops={test_crops!r} must be 1, 3 or null")
+    check.choice("eval.test_checkpoint", ("last", "best"), default="last")
+    check.boolean("test")
+    seed = _get(cfg, "seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    for name in _get(cfg, "logger") or {}:
+        if name not in LOGGERS:
+            raise ConfigError(f"logger.{name}: unknown logger; choose from {_choices(LOGGERS)}")
     resume = _get(cfg, "resume")
     if resume not in (None, "auto") and not Path(str(resume)).is_file():
         raise ConfigError(
@@ -292,15 +528,239 @@ def validate_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
         )
 
 
+def _check_pretrained(pretrained: Any, spec: Any) -> None:
+    """``model.pretrained``: null, an existing file, or a published weight name of the model."""
+    if pretrained in (None, ""):
+        return
+    text = str(pretrained)
+    if Path(text).expanduser().is_file():
+        return
+    if text in spec.weights:
+        return  # a published name: the file is looked up in the torch hub cache when the model is built
+    known = f"; published names for {spec.name}: {_choices(sorted(spec.weights))}" if spec.weights else ""
+    raise ConfigError(f"model.pretrained={text}: no such file{known}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and data settings that must agree
+
+
+#: Data keys that follow the model's clip shape (``reconcile_clip_shape``).
+CLIP_SHAPE_KEYS = ("num_frames", "train_crop_size", "test_crop_size", "alpha")
+
+
+def reconcile_clip_shape(cfg: DictConfig, model_cfg: Mapping[str, Any] | None = None) -> list[str]:
+    """Make ``cfg.data`` and the model agree on frames, crop size and SlowFast alpha; returns one note
+    per value derived (to be logged). Raises :class:`ConfigError` when two values set both conflict.
+
+    The model's clip shape (``model.num_frames``, ``model.crop_size``, ``model.alpha``, default: the
+    registry's) is what the network was built for; a data value left ``null`` (or, as the data
+    configs say, ``${oc.select:model.num_frames,16}``) takes it:
+    ``data.num_frames``, ``data.train_crop_size``, ``data.test_crop_size`` and ``data.alpha``. A data
+    value that is set must equal the model's (``data.test_crop_size`` may differ: testing at a larger
+    crop is common). ``model_cfg`` (the checkpoint's, for evaluation) replaces ``cfg.model``.
+    """
+    from softpool_video.models.registry import get_model_spec
+
+    model = model_cfg if model_cfg is not None else cfg.model
+    name = str(model.get("name"))
+    spec = get_model_spec(name)
+    data = cfg.data
+    notes: list[str] = []
+    # The data configs say ``num_frames: ${oc.select:model.num_frames,16}``: "the model's". Such a
+    # value is derived here (and logged); a number set by the user must agree with the model.
+    with open_dict(data):
+        for key in CLIP_SHAPE_KEYS:
+            if key in data and OmegaConf.is_interpolation(data, key):
+                data[key] = None
+
+    def agree(model_key: str, data_key: str, default: Any, what: str) -> int:
+        model_value = model.get(model_key)
+        data_value = data.get(data_key)
+        if model_value is None and data_value is None:
+            model_value = default
+        if data_value is None:
+            with open_dict(data):
+                data[data_key] = int(model_value)
+            notes.append(
+                f"data.{data_key}={int(model_value)} (from the model: {name} takes {what} {model_value})"
+            )
+            return int(model_value)
+        if model_value is None:
+            if model_cfg is None:
+                with open_dict(cfg):
+                    cfg.model[model_key] = int(data_value)
+                notes.append(f"model.{model_key}={int(data_value)} (from data.{data_key})")
+            return int(data_value)
+        if int(model_value) != int(data_value):
+            raise ConfigError(
+                f"data.{data_key}={data_value} but model.{model_key}={model_value} ({name}): they must "
+                f"agree; set model.{model_key}={data_value} to build the model for it, or leave "
+                f"data.{data_key} unset (null) to take the model's"
+            )
+        return int(model_value)
+
+    frames = agree("num_frames", "num_frames", spec.num_frames, "clips of")
+    crop = agree("crop_size", "train_crop_size", spec.crop_size, "crops of")
+    if data.get("test_crop_size") is None:
+        with open_dict(data):
+            data.test_crop_size = crop
+        notes.append(f"data.test_crop_size={crop} (from the model's crop size)")
+
+    model_alpha = model.get("alpha")
+    if model_alpha is None:
+        model_alpha = spec.alpha
+    data_alpha = data.get("alpha")
+    if model_alpha is None and data_alpha is not None:
+        raise ConfigError(
+            f"data.alpha={data_alpha} makes [slow, fast] clips but model {name} takes one tensor: "
+            "set data.alpha=null"
+        )
+    if model_alpha is not None:
+        if data_alpha is None:
+            with open_dict(data):
+                data.alpha = int(model_alpha)
+            notes.append(f"data.alpha={int(model_alpha)} (from the model: {name} has alpha={model_alpha})")
+        elif int(data_alpha) != int(model_alpha):
+            raise ConfigError(
+                f"data.alpha={data_alpha} but model {name} has alpha={model_alpha}; they must agree "
+                "(data.alpha=null takes the model's)"
+            )
+        if frames % int(model_alpha):
+            raise ConfigError(
+                f"data.num_frames={frames} is not a multiple of the SlowFast alpha={model_alpha} of {name}: "
+                f"the slow pathway takes every {model_alpha}th frame; use a multiple of {model_alpha}"
+            )
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: where it is, whether it may be generated
+
+
+def _launch_directory() -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        if HydraConfig.initialized():
+            return Path(get_original_cwd())
+    except (ImportError, ValueError):
+        pass
+    return Path.cwd()
+
+
+def data_root(data_cfg: Mapping[str, Any]) -> Path | None:
+    """``data.root`` as an absolute path (relative = to the launch directory), ``None`` if unset."""
+    root = data_cfg.get("root")
+    if root in (None, "", "???"):
+        return None
+    path = Path(str(root)).expanduser()
+    return path if path.is_absolute() else _launch_directory() / path
+
+
+def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") -> str | None:
+    """Whether the dataset at ``data.root`` must be generated first: the reason to log, or ``None``.
+
+    The synthetic dataset is generated only where the user asked for it: ``data=synthetic`` at its
+    default root (``data/synthetic`` under the launch directory), or anywhere with an explicit
+    ``data.generate=true``. Anything else that is missing is an error (a mistyped ``data.root`` must
+    never invent a dataset), and evaluation (``purpose="eval"``) never generates.
+    """
+    from softpool_video.data.synthetic import INFO_FILE
+
+    root = data_root(data_cfg)
+    if root is None:
+        return None  # DataConfig reports the unset root
+    generate = data_cfg.get("generate")
+    if generate is None and data_cfg.get("generate_if_missing") is False:
+        generate = False  # the 0.1 name of the switch
+    synthetic = data_cfg.get("synthetic") is not None and str(data_cfg.get("name")) == "synthetic"
+    if (root / INFO_FILE).is_file() and not (generate and purpose != "eval"):
+        return None
+    if root.is_dir() and any(root.iterdir()) and not (root / INFO_FILE).is_file():
+        if generate and purpose != "eval":
+            raise ConfigError(
+                f"data.generate=true but data.root={data_cfg.get('root')} ({root}) already holds other "
+                "files; the synthetic dataset is only generated into an empty or missing folder"
+            )
+        return None  # a real dataset: the annotation parser checks it
+    if (root / INFO_FILE).is_file():
+        return "data.generate=true"  # ensure: same parameters, or an error naming the difference
+    if purpose == "eval":
+        raise ConfigError(
+            f"data.root={data_cfg.get('root')} ({root}) does not exist; evaluation never generates data: "
+            "point data.root (or +data_overrides.root) at the dataset the checkpoint should be tested on"
+        )
+    if generate is True and data_cfg.get("synthetic") is None:
+        raise ConfigError(
+            "data.generate=true needs the synthetic dataset's settings (data.synthetic); use data=synthetic"
+        )
+    reason = _data_layer_reason(data_cfg, generate)
+    if reason is not None:
+        return reason
+    hint = (
+        "; pass data.generate=true to generate the synthetic dataset there"
+        if synthetic
+        else " (see datasets/README.md to download and prepare it)"
+    )
+    raise ConfigError(f"data.root={data_cfg.get('root')} ({root}) does not exist{hint}")
+
+
+def _data_layer_reason(data_cfg: Mapping[str, Any], generate: bool | None) -> str | None:
+    """The data package's rule (``synthetic_generation_reason``): one definition of "asked for"."""
+    from softpool_video.data.config import DataConfig, synthetic_generation_reason
+
+    plain = data_config_for_build(data_cfg)
+    plain["generate"] = generate
+    try:
+        return synthetic_generation_reason(DataConfig.from_config(plain))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"data: {' '.join(str(error).split())}") from None
+
+
+def generate_synthetic(data_cfg: Mapping[str, Any], reason: str, progress: bool = False) -> Path:
+    """Generate (or check) the synthetic dataset at ``data.root`` with ``data.synthetic``; logs one line."""
+    import logging
+
+    from softpool_video.data.synthetic import ensure_synthetic_dataset
+
+    root = data_root(data_cfg)
+    options = dict(data_cfg.get("synthetic") or {})
+    count = int(options.get("num_classes", 8)) * int(options.get("videos_per_class", 50))
+    logging.getLogger("softpool_video").info(
+        "data: generating the synthetic motion dataset (%d videos) in %s (%s)", count, root, reason
+    )
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        return ensure_synthetic_dataset(root, **options, workers=workers, progress=progress)
+    except (FileExistsError, TypeError, ValueError) as error:
+        raise ConfigError(f"data.synthetic: {error}") from None
+
+
+_GENERATION_KEYS = ("generate", "generate_if_missing")
+
+
+def data_config_for_build(data_cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The data section as ``build_dataset`` takes it: plain, with ``generate=false`` (the decision is
+    :func:`synthetic_generation`'s, made before, and the generation done by :func:`generate_synthetic`);
+    the 0.1 key ``generate_if_missing`` is dropped."""
+    plain = to_plain_dict(data_cfg) if isinstance(data_cfg, DictConfig) else dict(data_cfg)
+    for key in _GENERATION_KEYS:
+        plain.pop(key, None)
+    plain["generate"] = False
+    return plain
+
+
 def build_split(data_cfg: Any, split: str) -> Any:
-    """``softpool_video.data.build_dataset(data_cfg, split)``, with its configuration problems (bad
-    key, missing root or list file, no videos left) reported as :class:`ConfigError`."""
+    """``softpool_video.data.build_dataset(data_cfg, split)`` (never generating data), with its
+    configuration problems (bad key, missing root or list file, no videos left) as :class:`ConfigError`."""
     from softpool_video.data import build_dataset
 
     try:
-        return build_dataset(data_cfg, split)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        raise ConfigError(f"data (split={split}): {error}") from error
+        return build_dataset(data_config_for_build(data_cfg), split)
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as error:
+        raise ConfigError(f"data (split={split}): {' '.join(str(error).split())}") from None
 
 
 def build_model_from_config(
@@ -309,6 +769,8 @@ def build_model_from_config(
     """The run's model from its ``model`` (name, clip size, ``kwargs``) and ``pooling`` sections.
 
     ``pretrained=False`` skips ``model.pretrained`` (used when the weights come from a checkpoint).
+    Raises :class:`ConfigError` naming the key for options the builder does not take, and for a
+    ``model.pretrained`` file that is not a checkpoint or does not fit the model.
     """
     from softpool_video.models import MissingDependencyError, list_models
     from softpool_video.models import build_model_from_config as build
@@ -324,7 +786,19 @@ def build_model_from_config(
     pooling_cfg = (
         to_plain_dict(cfg["pooling"]) if isinstance(cfg["pooling"], DictConfig) else dict(cfg["pooling"])
     )
+    weights = model_cfg.get("pretrained")
     try:
         return build(model_cfg, num_classes, pooling_cfg)
     except MissingDependencyError as error:  # an optional package this installation lacks
-        raise ConfigError(f"model.name={name!r}: {error}") from error
+        raise ConfigError(f"model.name={name!r}: {' '.join(str(error).split())}") from None
+    except TypeError as error:  # an option the builder does not take: model.kwargs.<key>
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        key = f"model.kwargs.{match.group(1)}" if match else "model.kwargs"
+        raise ConfigError(f"{key}: {name} does not take this option ({error})") from None
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        message = " ".join(str(error).split())
+        if weights and (str(weights) in message or "load_pretrained" in message or "checkpoint" in message):
+            if len(message) > 400:
+                message = message[:400] + " ..."
+            raise ConfigError(f"model.pretrained={weights}: {message}") from None
+        raise ConfigError(f"model ({name}): {message}") from None

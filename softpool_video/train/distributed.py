@@ -10,8 +10,10 @@ Backends: ``nccl`` when the process drives a CUDA device, ``gloo`` on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "cleanup_distributed",
+    "distributed_session",
     "init_distributed",
 ]
 
@@ -63,37 +66,44 @@ def _env_int(name: str, default: int) -> int:
 def init_distributed(accelerator: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
     """Set up the process group from torchrun's environment (if any) and choose the device.
 
+    Idempotent: when the process group exists already (training then testing in one command), it is
+    reused, never re-created (a second rendezvous on torchrun's store fails or hangs).
+
     Args:
-        accelerator: ``cpu`` | ``gpu`` | ``auto`` (GPU when one is visible). ``gpu`` without a
-            visible CUDA device is an error.
+        accelerator: ``cpu`` | ``gpu`` (``cuda``, ``cuda:N`` for one process) | ``auto`` (the GPU when
+            one is visible). A GPU that is not there raises ``ConfigError``.
         timeout_minutes: collective timeout; evaluation of a large test set runs on rank 0's
             schedule, so keep it generous.
     """
-    if accelerator not in ("cpu", "gpu", "cuda", "auto"):
-        raise ValueError(f"trainer.accelerator must be cpu, gpu or auto, got {accelerator!r}")
-    use_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"trainer.accelerator={accelerator} but no CUDA device is visible "
-            "(torch.cuda.is_available() is False); use trainer=cpu"
-        )
+    from softpool_video.train.config import resolve_accelerator
+
+    use_cuda = resolve_accelerator(accelerator) == "cuda"
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are visible; "
-                "start at most one process per GPU (torchrun --nproc_per_node)"
+        requested = str(accelerator).strip().lower()
+        index = local_rank
+        if world_size <= 1 and ":" in requested:
+            index = int(requested.split(":", 1)[1]) if requested.split(":", 1)[1].isdigit() else -1
+        if not 0 <= index < torch.cuda.device_count():
+            from softpool_video.train.config import ConfigError
+
+            given = f"LOCAL_RANK={local_rank}" if world_size > 1 else f"trainer.accelerator={accelerator}"
+            raise ConfigError(
+                f"{given} but only {torch.cuda.device_count()} CUDA devices are visible; start at most one "
+                "process per GPU (torchrun --nproc_per_node)"
             )
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(index)
+        device = torch.device("cuda", index)
     else:
         device = torch.device("cpu")
     if world_size <= 1:
         return DistributedContext(rank=0, world_size=1, local_rank=0, device=device, backend=None)
     backend = "nccl" if use_cuda else "gloo"
-    if not dist.is_initialized():
+    if dist.is_initialized():
+        backend = dist.get_backend()
+    else:
         kwargs = {"device_id": device} if use_cuda else {}
         dist.init_process_group(
             backend=backend,
@@ -105,6 +115,21 @@ def init_distributed(accelerator: str = "auto", timeout_minutes: float = 30.0) -
     return DistributedContext(
         rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend
     )
+
+
+@contextlib.contextmanager
+def distributed_session(
+    accelerator: str = "auto", timeout_minutes: float = 30.0
+) -> Iterator[DistributedContext]:
+    """``init_distributed`` for the duration of a ``with`` block; the process group is destroyed at the
+    end only if this block created it (an enclosing session, e.g. train-then-test, keeps it)."""
+    created = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(accelerator, timeout_minutes)
+    try:
+        yield ctx
+    finally:
+        if created:
+            cleanup_distributed()
 
 
 def cleanup_distributed() -> None:

@@ -419,13 +419,33 @@ def _eval_output_dir(cfg: Mapping[str, Any], checkpoint: Path, split: str) -> Pa
 
 def resolve_eval_data_config(cfg: DictConfig, checkpoint_config: Mapping[str, Any]) -> DictConfig:
     """The data section to evaluate on: the checkpoint's own, unless ``data=NAME`` selected a data
-    config; then the keys of ``data_overrides`` (``+data_overrides.root=/elsewhere``) on top."""
+    config (whose "the model's" clip values then come from the checkpoint's model); then the keys of
+    ``data_overrides`` (``+data_overrides.root=/elsewhere``) on top. Frames, crop size and alpha are
+    reconciled with the checkpoint's model (:func:`reconcile_clip_shape`); the generation switches
+    are dropped: evaluation never generates data."""
+    from softpool_video.train.config import CLIP_SHAPE_KEYS, ConfigError, reconcile_clip_shape
+
     chosen = cfg.get("data")
+    if chosen is not None:
+        # a data config gives the layout, annotations and views; its "the model's" clip values
+        # (${oc.select:model...}) are the checkpoint model's; values it sets must agree with them
+        chosen = OmegaConf.create(OmegaConf.to_container(chosen, resolve=False))
+        for key in CLIP_SHAPE_KEYS:
+            if key in chosen and OmegaConf.is_interpolation(chosen, key):
+                chosen[key] = None
     data = OmegaConf.create(to_container(chosen) if chosen is not None else checkpoint_config.get("data", {}))
     overrides = cfg.get("data_overrides")
     if overrides:
+        if not isinstance(overrides, DictConfig):
+            raise ConfigError(f"data_overrides={overrides!r} must be a mapping: +data_overrides.KEY=VALUE")
         data = OmegaConf.merge(data, overrides)
-    return data
+    for key in ("generate", "generate_if_missing"):
+        if key in data:
+            del data[key]
+    holder = OmegaConf.create({"data": data})
+    for note in reconcile_clip_shape(holder, checkpoint_config.get("model") or {}):
+        log.info("derived %s", note)
+    return holder.data
 
 
 def to_container(node: Any) -> Any:
@@ -434,7 +454,8 @@ def to_container(node: Any) -> Any:
 
 def test_config_after_training(train_cfg: DictConfig, checkpoint: Path, output_dir: Path) -> DictConfig:
     """The ``softpool-eval`` config that tests ``checkpoint`` after a training run with ``train_cfg``:
-    split=test, the run's trainer (device, precision), aggregation and test views (``eval.*``)."""
+    split=test, the run's trainer (device, precision: ``auto`` is fp32 on a CPU), aggregation and
+    test views (``eval.*``)."""
     from softpool_video.train.config import compose_config
 
     evaluation = train_cfg.get("eval") or {}
@@ -452,36 +473,79 @@ def test_config_after_training(train_cfg: DictConfig, checkpoint: Path, output_d
     return cfg
 
 
+def describe_checkpoint(path: Path, state: Mapping[str, Any]) -> str:
+    """``"best.pt of <run> (epoch 3, step 36, val_video_top1 62.5)"``: which weights are evaluated."""
+    monitor = str(((state.get("config") or {}).get("trainer") or {}).get("monitor", "val_video_top1"))
+    metrics = state.get("metrics") or {}
+    parts = [f"epoch {state.get('epoch')}", f"step {state.get('step')}"]
+    if state.get("batches_in_epoch"):
+        parts.append(f"stopped after batch {state['batches_in_epoch']} of the next epoch")
+    if monitor in metrics:
+        parts.append(f"{monitor} {metrics[monitor]:.2f}")
+    return f"{path} ({', '.join(parts)})"
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
     """``softpool-eval``: load ``cfg.checkpoint``, evaluate on ``cfg.split`` with multi-view testing,
-    write the report. See ``conf/eval.yaml`` for the keys."""
-    from softpool_video.data import build_dataloader
-    from softpool_video.train.checkpoint import load_model_from_checkpoint
-    from softpool_video.train.config import ConfigError, build_split, resolve_precision
-    from softpool_video.train.loggers import setup_console_logging
+    write the report. See ``conf/eval.yaml`` for the keys.
 
-    if not cfg.get("checkpoint"):
+    Everything is checked (arguments, device, checkpoint, data) before the output directory is created.
+
+    Raises:
+        ConfigError: an argument or the data is wrong (missing file, missing ``data.root``, ...).
+        CheckpointError: the checkpoint is not a readable softpool-train checkpoint.
+    """
+    import os
+
+    from softpool_video.constants import AGGREGATIONS, SPLITS
+    from softpool_video.data import build_dataloader
+    from softpool_video.train.checkpoint import load_checkpoint, load_model_from_checkpoint
+    from softpool_video.train.config import (
+        ConfigError,
+        build_split,
+        precision_name,
+        resolve_accelerator,
+        resolve_precision,
+        synthetic_generation,
+    )
+    from softpool_video.train.loggers import RunLog
+
+    run_log = RunLog(is_main=int(os.environ.get("RANK", "0")) == 0, hold=True)
+    if not cfg.get("checkpoint") or str(cfg.get("checkpoint")) == "???":
         raise ConfigError("checkpoint=PATH is required (a last.pt/best.pt written by softpool-train)")
     checkpoint = Path(str(cfg.checkpoint))
+    if checkpoint.is_dir():  # a run folder: its best.pt, else its last.pt
+        found = [
+            checkpoint / "checkpoints" / n
+            for n in ("best.pt", "last.pt")
+            if (checkpoint / "checkpoints" / n).is_file()
+        ]
+        if not found:
+            raise ConfigError(f"checkpoint={cfg.checkpoint}: a folder without checkpoints/best.pt or last.pt")
+        checkpoint = found[0]
     if not checkpoint.is_file():
         raise ConfigError(f"checkpoint={checkpoint}: no such file")
     split = str(cfg.get("split", "test"))
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"split={split!r} must be train, val or test")
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} must be one of {', '.join(SPLITS)}")
     aggregation = str(cfg.get("aggregation", "mean"))
-    if aggregation not in ("mean", "sum", "max"):
-        raise ConfigError(f"aggregation={aggregation!r} is not one of mean, sum, max")
+    if aggregation not in AGGREGATIONS:
+        raise ConfigError(f"aggregation={aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+    for key in ("batch_size", "limit_batches"):
+        value = cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key}={value!r} must be an integer >= 1 (or null)")
     trainer_cfg = cfg.get("trainer") or {}
-    ctx = dist_utils.init_distributed(str(trainer_cfg.get("accelerator", "auto")))
-    try:
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    resolve_accelerator(accelerator)
+    with dist_utils.distributed_session(accelerator, float(trainer_cfg.get("timeout_minutes", 30))) as ctx:
+        run_log.is_main = ctx.is_main
         precision = str(trainer_cfg.get("precision", "fp32"))
         autocast_dtype, _ = resolve_precision(precision, ctx.device, training=False)
-        out_dir = _eval_output_dir(cfg, checkpoint, split)
-        setup_console_logging(out_dir / "eval.log" if ctx.is_main else None, ctx.is_main)
-        model, ckpt_config, class_names = load_model_from_checkpoint(checkpoint, ctx.device)
+        state = load_checkpoint(checkpoint, map_location="cpu")
+        model, ckpt_config, class_names = load_model_from_checkpoint(checkpoint, ctx.device, state=state)
         data_cfg = resolve_eval_data_config(cfg, ckpt_config)
-        if ctx.is_main:
-            log.info("evaluating %s on split=%s (%s aggregation)", checkpoint, split, aggregation)
+        synthetic_generation(data_cfg, "eval")  # a missing data.root is an error, never generated
         dataset = build_split(data_cfg, split)
         if len(dataset) == 0:
             raise ConfigError(
@@ -493,6 +557,22 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
                 f"num_classes mismatch: checkpoint {checkpoint} was trained on {len(class_names)} classes, "
                 f"data split={split} (data.root={data_cfg.get('root')}) has {dataset.num_classes}"
             )
+        out_dir = _eval_output_dir(cfg, checkpoint, split)
+        if ctx.is_main:
+            run_log.open_file(out_dir / "eval.log")
+        run_log.release_console()
+        which = describe_checkpoint(checkpoint, state)
+        del state
+        log.info("evaluating %s", which)
+        log.info(
+            "split=%s of %s (%d views), %s aggregation, device %s, precision %s",
+            split,
+            data_cfg.get("root"),
+            len(dataset),
+            aggregation,
+            ctx.device,
+            precision_name(autocast_dtype),
+        )
         if list(dataset.class_names) != list(class_names):
             log.warning(
                 "class names of the data differ from the checkpoint's; labels follow the data's order"
@@ -511,18 +591,26 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
         )
         start = time.perf_counter()
         progress = ctx.is_main and bool(trainer_cfg.get("progress_bar", True))
-        predictions = predict_views(
-            model, loader, ctx.device, autocast_dtype, cfg.get("limit_batches"), progress, f"eval {split}"
-        )
+        try:
+            predictions = predict_views(
+                model, loader, ctx.device, autocast_dtype, cfg.get("limit_batches"), progress, f"eval {split}"
+            )
+        except BaseException as error:
+            if not isinstance(error, KeyboardInterrupt):
+                run_log.write_traceback(error)
+            raise
         result = summarize(predictions, len(class_names), aggregation, require_labels=False)
         failures = _collect_failures(dataset)
         seconds = time.perf_counter() - start
         settings = {
             "checkpoint": str(checkpoint),
+            "checkpoint_described": which,
             "split": split,
             "num_clips": data_cfg.get("num_clips"),
             "num_crops": data_cfg.get("num_crops"),
             "data_root": data_cfg.get("root"),
+            "precision": precision_name(autocast_dtype),
+            "device": str(ctx.device),
             "world_size": ctx.world_size,
             "seconds": round(seconds, 2),
         }
@@ -563,8 +651,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
             log.info("report: %s", out_dir)
         dist_utils.barrier()
         return EvalSummary(result, out_dir, files, failures, seconds, settings)
-    finally:
-        dist_utils.cleanup_distributed()
 
 
 def _collect_failures(dataset: Any) -> list[tuple[str, str]]:

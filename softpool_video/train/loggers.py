@@ -20,25 +20,98 @@ __all__ = ["CSVLogger", "MetricLoggers", "TensorBoardLogger", "build_metric_logg
 LOGGER_NAME = "softpool_video"
 
 
+_CONSOLE_FORMAT = logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+_FILE_FORMAT = logging.Formatter("[%(asctime)s] %(levelname)s %(message)s")
+
+
+class RunLog(logging.Handler):
+    """The ``softpool_video`` logger of one run: the console on rank 0, the run's log file once the
+    run directory exists.
+
+    While the configuration is being checked nothing reaches the console (``hold=True``): a
+    configuration error is then the only line the user sees. :meth:`release_console` prints what was held
+    and lets later records through; :meth:`open_file` starts the log file with every record so far;
+    :meth:`write_traceback` puts a failure's traceback into the file only.
+    """
+
+    def __init__(self, is_main: bool, hold: bool = False, level: int = logging.INFO):
+        super().__init__(level=logging.DEBUG)
+        self.is_main = is_main
+        self.held = hold
+        self.records: list[logging.LogRecord] = []
+        self.console = logging.StreamHandler(sys.stderr)
+        self.console.setFormatter(_CONSOLE_FORMAT)
+        self.file: logging.FileHandler | None = None
+        logger = logging.getLogger(LOGGER_NAME)
+        for handler in list(logger.handlers):
+            # A second run in one process (tests, the demo, sweeps) must not log twice or to the old file.
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level if is_main else logging.WARNING)
+        logger.propagate = False
+        logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is None:
+            self.records.append(record)
+        else:
+            self.file.handle(record)
+        if not self.held:
+            self.console.handle(record)
+
+    def release_console(self) -> None:
+        """Print the records held back, then pass every later one to the console."""
+        if self.held:
+            self.held = False
+            for record in self.records:
+                self.console.handle(record)
+
+    def open_file(self, path: Path) -> None:
+        """Log to ``path`` too (rank 0 only), starting with every record logged so far."""
+        if not self.is_main:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = logging.FileHandler(path, encoding="utf-8")
+        self.file.setFormatter(_FILE_FORMAT)
+        for record in self.records:
+            self.file.handle(record)
+        self.records.clear()
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.file.baseFilename) if self.file is not None else None
+
+    def write_traceback(self, error: BaseException) -> Path | None:
+        """Append ``error``'s traceback to the log file (not the console); returns the file, if any."""
+        if self.file is None:
+            return None
+        import traceback
+
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.file.stream.write(f"[traceback]\n{text}")
+        self.file.flush()
+        return self.path
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+def current_run_log() -> RunLog | None:
+    """The :class:`RunLog` attached to the ``softpool_video`` logger, if any."""
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        if isinstance(handler, RunLog):
+            return handler
+    return None
+
+
 def setup_console_logging(log_file: Path | None, is_main: bool, level: int = logging.INFO) -> logging.Logger:
     """``softpool_video`` logger: console (stderr) on rank 0 plus ``log_file``; warnings only elsewhere."""
-    logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        # A second run in the same process (tests, the demo, sweeps) must not log twice or to the old file.
-        logger.removeHandler(handler)
-        handler.close()
-    logger.setLevel(level if is_main else logging.WARNING)
-    logger.propagate = False
-    formatter = logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(formatter)
-    logger.addHandler(console)
-    if log_file is not None and is_main:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s"))
-        logger.addHandler(file_handler)
-    return logger
+    run_log = RunLog(is_main, hold=False, level=level)
+    if log_file is not None:
+        run_log.open_file(log_file)
+    return logging.getLogger(LOGGER_NAME)
 
 
 def _jsonable(value: Any) -> Any:

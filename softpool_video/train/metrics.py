@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from softpool_video.constants import AGGREGATIONS
+
 __all__ = [
     "AGGREGATIONS",
     "RunningMeter",
@@ -23,8 +25,6 @@ __all__ = [
     "topk_accuracy",
     "topk_correct",
 ]
-
-AGGREGATIONS = ("mean", "sum", "max")
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, int]:

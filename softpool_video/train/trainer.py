@@ -1,25 +1,31 @@
 """The training loop behind ``softpool-train``: one :class:`Trainer` per run.
 
-What a run does, in order (each step is one method below):
+What a run does, in order (each step is one method below). Steps 1-4 check everything and hold the
+console log back, so a configuration mistake raises :class:`ConfigError` with nothing written:
 
-1. ``_setup_run``: distributed context (torchrun env), precision vs device, seeding, the run directory
-   (``resume=auto`` finds the latest ``last.pt`` of a run with the same ``name``), console log.
-2. ``_setup_data``: train/val datasets and loaders (``data/``), with clear errors for empty splits.
-3. ``_setup_model``: model (``model/`` + ``pooling/``), optional SyncBatchNorm, optimizer (``optim/``),
-   per-step LR schedule (``schedule/``), GradScaler; then the checkpoint to resume from, if any; DDP.
-4. ``fit``: epochs of ``_train_epoch`` (AMP, gradient accumulation, clipping, label smoothing,
+1. ``_check_config``: every key's type and range, the device, the files named
+   (``validate_train_config``); model and data agree on the clip shape (``reconcile_clip_shape``).
+2. ``_setup_run``: distributed context (torchrun env), precision vs device, seeding, which run
+   directory and which checkpoint to resume (``train/resume.py``), read and checked.
+3. ``_setup_data``: the synthetic dataset generated where that was asked for, train/val datasets and
+   loaders (``data/``) whose iterators leave the global generator alone.
+4. ``_setup_model``: model (``model/`` + ``pooling/``), optional SyncBatchNorm, optimizer (``optim/``),
+   per-step LR schedule (``schedule/``), GradScaler; the resume state (weights, position, generators,
+   known-bad videos); DDP.
+5. ``_open_run_dir``: the run directory, ``config.yaml``, ``train.log`` (with what was logged so far).
+6. ``fit``: epochs of ``_train_epoch`` (AMP, gradient accumulation, clipping, label smoothing,
    mixup/cutmix), validation every ``trainer.eval_every_n_epochs`` with multi-view video-level
-   metrics, ``last.pt`` every epoch and ``best.pt`` on improvement of ``trainer.monitor``.
+   metrics, ``best.pt`` on improvement of ``trainer.monitor`` and then ``last.pt`` every epoch.
 
 SIGTERM/SIGINT finish the current optimizer step, write ``last.pt`` (recording the position inside the
-epoch) and stop; ``resume=auto`` then continues where it stopped. Resuming at an epoch boundary
-reproduces an uninterrupted run exactly (same weights, same metrics) on CPU with the same seed: the
-data order depends only on (seed, epoch) and every RNG state is saved in the checkpoint.
+epoch) and stop; ``resume=auto`` then continues where it stopped; after a ``kill -9`` it continues from
+the last epoch's ``last.pt``. Either way the resumed run ends with the weights and metrics of an
+uninterrupted one (CPU, same seed): see ``train/resume.py`` for what that takes.
 
 Run directory (``run_dir``)::
 
     config.yaml          the resolved configuration
-    train.log            the console log
+    train.log            the console log (and the traceback of a failure)
     metrics.csv          one row per epoch (see EPOCH_COLUMNS); metrics.jsonl the same as JSON lines
     tensorboard/         event files (step loss/lr, epoch metrics)
     checkpoints/last.pt  every epoch (and on SIGTERM/SIGINT); checkpoints/best.pt best by trainer.monitor
@@ -34,37 +40,47 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from softpool_video.train import distributed as dist_utils
 from softpool_video.train.checkpoint import (
     FORMAT_VERSION,
-    capture_rng_state,
+    CheckpointError,
     load_checkpoint,
-    restore_rng_state,
+    remove_temporary_files,
     save_checkpoint,
 )
 from softpool_video.train.config import (
     ConfigError,
     build_model_from_config,
     build_split,
+    generate_synthetic,
+    precision_name,
+    reconcile_clip_shape,
     resolve_precision,
+    synthetic_generation,
     to_plain_dict,
     validate_train_config,
 )
 from softpool_video.train.evaluate import predict_views, summarize
-from softpool_video.train.loggers import build_metric_loggers, setup_console_logging
+from softpool_video.train.loggers import RunLog, build_metric_loggers
 from softpool_video.train.metrics import topk_correct
 from softpool_video.train.mixup import MixVideo
 from softpool_video.train.optim import build_optimizer, build_scheduler
+from softpool_video.train.resume import (
+    PROGRESS_KEYS,
+    ResumePoint,
+    find_resume_checkpoint,
+    isolate_loader_rng,
+    loader_skipping,
+)
 
 __all__ = ["EPOCH_COLUMNS", "TrainResult", "Trainer", "TrainingError", "seed_everything", "train"]
 
@@ -114,11 +130,24 @@ class TrainResult:
     def last_metrics(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
 
-    def checkpoint(self, which: str) -> Path | None:
-        """``"last"`` or ``"best"`` (falls back to last.pt when no epoch was validated)."""
+    def checkpoint(self, which: str) -> Path:
+        """``"last"`` or ``"best"``; never one for the other.
+
+        Raises:
+            TrainingError: the checkpoint asked for was not written (no validation improved
+                ``trainer.monitor``, or a kill lost it); the message says so and how to test last.pt.
+        """
         if which not in ("last", "best"):
             raise ConfigError(f"eval.test_checkpoint={which!r} must be last or best")
-        return (self.best_checkpoint if which == "best" else None) or self.last_checkpoint
+        path = self.best_checkpoint if which == "best" else self.last_checkpoint
+        if path is None or not path.is_file():
+            hint = "; test last.pt with eval.test_checkpoint=last" if which == "best" else ""
+            raise TrainingError(
+                f"eval.test_checkpoint={which}: {self.run_dir / 'checkpoints' / (which + '.pt')} "
+                "was not written"
+                f"{' (no validation improved the monitored metric)' if which == 'best' else ''}{hint}"
+            )
+        return path
 
 
 def seed_everything(seed: int) -> None:
@@ -206,61 +235,46 @@ def _batch_size_of(video: Any) -> int:
     return int(video[0].shape[0] if isinstance(video, (list, tuple)) else video.shape[0])
 
 
-class _SkipBatches:
-    """A batch sampler that drops the first ``skip`` batches of another (mid-epoch resume)."""
-
-    def __init__(self, batch_sampler: Any, skip: int):
-        self.batch_sampler = batch_sampler
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for index, batch in enumerate(self.batch_sampler):
-            if index >= self.skip:
-                yield batch
-
-    def __len__(self) -> int:
-        return max(len(self.batch_sampler) - self.skip, 0)
-
-
-def _loader_skipping(loader: torch.utils.data.DataLoader, skip: int) -> torch.utils.data.DataLoader:
-    """The same loader without its first ``skip`` batches, skipped by index (no video is decoded)."""
-    kwargs: dict[str, Any] = {
-        "batch_sampler": _SkipBatches(loader.batch_sampler, skip),
-        "num_workers": loader.num_workers,
-        "collate_fn": loader.collate_fn,
-        "pin_memory": loader.pin_memory,
-        "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn,
-        "generator": loader.generator,
-        "multiprocessing_context": loader.multiprocessing_context,
-    }
-    if loader.num_workers > 0:
-        kwargs["prefetch_factor"] = loader.prefetch_factor
-        kwargs["persistent_workers"] = False
-    if hasattr(loader, "seed"):  # the data package's VideoDataLoader (records worker failures)
-        kwargs["seed"] = loader.seed
-    return type(loader)(loader.dataset, **kwargs)
-
-
 class Trainer:
-    """One training run; see the module docstring. ``Trainer(cfg).fit()`` or :func:`train`."""
+    """One training run; see the module docstring. ``Trainer(cfg).fit()`` or :func:`train`.
+
+    Construction checks everything that can be checked (configuration, device, files, data, model,
+    the checkpoint to resume) before the run directory is created: a mistake raises
+    :class:`ConfigError` and leaves nothing behind.
+    """
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.stop = _StopRequest()
-        self._setup_run()
-        self._setup_data()
-        self._setup_model()
+        self.run_log = RunLog(is_main=int(os.environ.get("RANK", "0")) == 0, hold=True)
+        self._owns_process_group = False
+        try:
+            self._check_config()
+            self._setup_run()
+            self._setup_data()
+            self._setup_model()
+            self._open_run_dir()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ setup
+    def _check_config(self) -> None:
+        """Every key's type and range, the device, the files named; model and data made to agree."""
+        validate_train_config(self.cfg)
+        self.notes = reconcile_clip_shape(self.cfg)
+        self.resolved = to_plain_dict(self.cfg)  # an interpolation that does not resolve fails here
+
     def _setup_run(self) -> None:
         cfg = self.cfg
         trainer_cfg = cfg.trainer
+        import torch.distributed as dist
+
+        self._owns_process_group = not (dist.is_available() and dist.is_initialized())
         self.ctx = dist_utils.init_distributed(
             str(trainer_cfg.get("accelerator", "auto")), float(trainer_cfg.get("timeout_minutes", 30))
         )
-        validate_train_config(cfg)
-        self._match_pathways(cfg)
+        self.run_log.is_main = self.ctx.is_main
         self.autocast_dtype, use_scaler = resolve_precision(
             str(trainer_cfg.get("precision", "fp32")), self.ctx.device
         )
@@ -285,61 +299,38 @@ class Trainer:
         decision: Any = None
         if self.ctx.is_main:
             try:
-                decision = self._decide_run_dir()
+                decision = find_resume_checkpoint(
+                    Path(str(cfg.run_dir)),
+                    cfg.get("resume"),
+                    Path(str(cfg.get("output_root", Path(str(cfg.run_dir)).parent.parent))),
+                    str(cfg.name),
+                )
             except ConfigError as error:
                 decision = error  # every rank raises it, rather than waiting for rank 0 forever
         decision = dist_utils.broadcast_object(decision)
         if isinstance(decision, ConfigError):
             raise decision
-        self.run_dir, self.resume_path = decision
+        self.run_dir, self.resume_path, note = decision
+        if note:
+            log.info(note)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.writes = self.ctx.is_main  # only rank 0 writes files
-        if self.writes:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        setup_console_logging(self.run_dir / "train.log" if self.writes else None, self.ctx.is_main)
-        self.resolved = to_plain_dict(cfg)
         self.resolved["run_dir"] = str(self.run_dir)
-        if self.writes:
-            OmegaConf.save(OmegaConf.create(self.resolved), self.run_dir / "config.yaml")
-        log.info("run directory: %s", self.run_dir)
-        log.info(
-            "device %s, %d process(es), backend %s, precision %s",
-            self.ctx.device,
-            self.ctx.world_size,
-            self.ctx.backend or "none",
-            trainer_cfg.get("precision", "fp32"),
-        )
-
-    def _decide_run_dir(self) -> tuple[Path, Path | None]:
-        cfg = self.cfg
-        run_dir = Path(str(cfg.run_dir))
-        resume = cfg.get("resume")
-        if resume is None:
-            if (run_dir / "checkpoints" / "last.pt").is_file():
+        self.resume_state: dict[str, Any] | None = None
+        if self.resume_path is not None:
+            self.resume_state = load_checkpoint(self.resume_path, map_location="cpu")
+            previous = (self.resume_state["config"].get("model") or {}).get("name")
+            if previous != self.cfg.model.name:
                 raise ConfigError(
-                    f"run_dir={run_dir} already holds a run (checkpoints/last.pt): pass resume=auto to "
-                    "continue it, or choose another run_dir"
+                    f"resume: checkpoint {self.resume_path} holds model {previous!r}, "
+                    f"the config asks for {self.cfg.model.name!r}"
                 )
-            return run_dir, None
-        if resume == "auto":
-            candidates = [run_dir / "checkpoints" / "last.pt"]
-            root = Path(str(cfg.get("output_root", run_dir.parent.parent))) / str(cfg.name)
-            candidates += sorted(
-                root.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True
-            )
-            for candidate in candidates:
-                if candidate.is_file():
-                    return candidate.parent.parent, candidate
-            print(f"resume=auto: no last.pt under {root}; starting a new run", flush=True)
-            return run_dir, None
-        path = Path(str(resume))
-        # A checkpoint inside a run directory continues that run's directory (metrics, logs).
-        return (path.parent.parent if path.parent.name == "checkpoints" else run_dir), path
 
     def _setup_data(self) -> None:
         from softpool_video.data import build_dataloader
 
         cfg, data_cfg = self.cfg, self.cfg.data
+        self._prepare_data_root()
         self.train_set = build_split(data_cfg, "train")
         self.val_set = build_split(data_cfg, "val")
         for split, dataset in (("train", self.train_set), ("val", self.val_set)):
@@ -381,6 +372,9 @@ class Trainer:
             pin_memory=pin,
             persistent_workers=persistent,
         )
+        # Creating a loader iterator must not draw from the global generator (exact resume).
+        isolate_loader_rng(self.train_loader, int(cfg.seed))
+        isolate_loader_rng(self.val_loader, int(cfg.seed) + 1)
         if len(self.train_loader) == 0:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} x {self.ctx.world_size} process(es) is larger than the "
@@ -389,37 +383,32 @@ class Trainer:
         self.train_batches = len(self.train_loader)
         if self.limit_train:
             self.train_batches = min(self.train_batches, int(self.limit_train))
-        log.info(
-            "data: %d train clips, %d val views, %d classes; %d batches of %d per epoch per process",
-            len(self.train_set),
-            len(self.val_set),
-            self.num_classes,
-            self.train_batches,
-            self.batch_size,
-        )
 
-    @staticmethod
-    def _match_pathways(cfg: DictConfig) -> None:
-        """SlowFast models need [slow, fast] clips: take ``data.alpha`` from the model unless it is set."""
-        from softpool_video.models.registry import get_model_spec
-
-        model_alpha = cfg.model.get("alpha")
-        if model_alpha is None:
-            model_alpha = get_model_spec(str(cfg.model.name)).alpha
-        data_alpha = cfg.data.get("alpha")
-        if model_alpha is None and data_alpha is not None:
-            raise ConfigError(
-                f"data.alpha={data_alpha} makes [slow, fast] clips but model {cfg.model.name} takes one "
-                "tensor: set data.alpha=null"
-            )
-        if model_alpha is not None and data_alpha is None:
-            with open_dict(cfg):
-                cfg.data.alpha = int(model_alpha)
-        elif model_alpha is not None and int(data_alpha) != int(model_alpha):
-            raise ConfigError(
-                f"data.alpha={data_alpha} but model {cfg.model.name} has alpha={model_alpha}; they must "
-                "agree (data.alpha=null takes the model's)"
-            )
+    def _prepare_data_root(self) -> None:
+        """Generate the synthetic dataset first where that was asked for (rank 0; the others wait)."""
+        decision: Any = None
+        if self.ctx.is_main:
+            try:
+                decision = synthetic_generation(self.cfg.data, "train")
+            except ConfigError as error:
+                decision = error
+        decision = dist_utils.broadcast_object(decision)
+        if isinstance(decision, ConfigError):
+            raise decision
+        if decision is None:
+            return
+        self.run_log.release_console()  # generating takes a while: show what is happening
+        failure: Any = None
+        if self.ctx.is_main:
+            try:
+                generate_synthetic(
+                    self.cfg.data, decision, progress=bool(self.cfg.trainer.get("progress_bar", True))
+                )
+            except ConfigError as error:
+                failure = error
+        failure = dist_utils.broadcast_object(failure)
+        if isinstance(failure, ConfigError):
+            raise failure
 
     def _setup_model(self) -> None:
         cfg, device = self.cfg, self.ctx.device
@@ -429,7 +418,10 @@ class Trainer:
 
             model = convert_sync_batchnorm(model, device)
         self.model = model.to(device)
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        try:
+            self.optimizer = build_optimizer(self.model, cfg.optim)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"optim: {error}") from None
         steps_per_epoch = math.ceil(self.train_batches / self.accumulate)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, steps_per_epoch, self.epochs)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_scaler)
@@ -439,19 +431,15 @@ class Trainer:
         self.mixer = (
             MixVideo.from_config(mixup_cfg, self.num_classes, smoothing) if mixup_cfg.get("enabled") else None
         )
-
-        self.start_epoch, self.step, self.skip_batches = 0, 0, 0
-        self.best_metric: float | None = None
         self.monitor = str(cfg.trainer.get("monitor", "val_video_top1"))
         self.monitor_mode = str(cfg.trainer.get("monitor_mode", "max"))
-        if self.monitor_mode not in ("max", "min"):
-            raise ConfigError(f"trainer.monitor_mode={self.monitor_mode!r} must be max or min")
-        if self.monitor not in EPOCH_COLUMNS:
-            choices = ", ".join(EPOCH_COLUMNS[2:])
-            raise ConfigError(f"trainer.monitor={self.monitor!r} is not a metric; choose from: {choices}")
-        resume_rng = None
-        if self.resume_path is not None:
-            resume_rng = self._load_resume_state(self.resume_path)
+
+        self.point = ResumePoint()
+        if self.resume_state is not None:
+            self.point = self._apply_resume_state(self.resume_path, self.resume_state)
+        self.start_epoch, self.step = self.point.epoch, self.point.step
+        self.skip_batches = self.point.batches_in_epoch
+        self.best_metric, self.best_epoch = self.point.best_metric, self.point.best_epoch
 
         if self.ctx.distributed:
             self.ddp_model: nn.Module = nn.parallel.DistributedDataParallel(
@@ -461,13 +449,10 @@ class Trainer:
             )
         else:
             self.ddp_model = self.model
-        # Restoring the RNG last: building the model above consumed random numbers.
-        self._resume_rng = resume_rng
-        if resume_rng is not None:
-            self._restore_rng(resume_rng["rng"])
+        # Restoring the generators last: building the model and the data above drew random numbers.
+        self.point.restore_rng()
 
-    def _load_resume_state(self, path: Path) -> dict[str, Any]:
-        state = load_checkpoint(path, map_location="cpu")
+    def _apply_resume_state(self, path: Path, state: dict[str, Any]) -> ResumePoint:
         if int(state["num_classes"]) != self.num_classes:
             raise ConfigError(
                 f"num_classes mismatch: checkpoint {path} has {state['num_classes']} classes, the data "
@@ -476,81 +461,128 @@ class Trainer:
             )
         if list(state["class_names"]) != self.class_names:
             log.warning("class names in %s differ from the data's; continuing with the data's order", path)
-        previous = state["config"].get("model", {}).get("name")
-        if previous != self.cfg.model.name:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as error:
             raise ConfigError(
-                f"resume: checkpoint {path} holds model {previous!r}, "
-                f"the config asks for {self.cfg.model.name!r}"
-            )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch = int(state["epoch"])
-        self.step = int(state["step"])
-        self.skip_batches = int(state.get("batches_in_epoch", 0))
-        self.best_metric = state.get("best_metric")
-        log.info(
-            "resumed from %s: epoch %d%s, step %d",
-            path,
-            self.start_epoch,
-            f" (after batch {self.skip_batches})" if self.skip_batches else "",
-            self.step,
+                f"resume={path}: the checkpoint does not fit this run's model/optimizer "
+                f"({' '.join(str(error).split())[:300]}); resume with the settings it was trained with"
+            ) from None
+        point = ResumePoint.from_state(state)
+        if point.failed_videos:
+            # Known before the workers start: the resumed run skips them exactly as the interrupted one did.
+            self.train_set.record_failures(point.failed_videos, log=False)
+        self.resume_message = (
+            f"resumed from {path}: epoch {point.epoch}"
+            + (f" (after batch {point.batches_in_epoch})" if point.batches_in_epoch else "")
+            + f", step {point.step}"
+            + (f", {len(point.failed_videos)} unreadable video(s) known" if point.failed_videos else "")
         )
-        return {
-            "rng": state["rng"],
-            "rng_epoch_start": state.get("rng_epoch_start"),
-            "epoch_progress": state.get("epoch_progress"),
-        }
+        return point
+
+    def _open_run_dir(self) -> None:
+        """Everything checked: create the run directory, write the config, start the log file."""
+        if self.writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            removed = remove_temporary_files(self.checkpoint_dir)
+            OmegaConf.save(OmegaConf.create(self.resolved), self.run_dir / "config.yaml")
+            self.run_log.open_file(self.run_dir / "train.log")
+        else:
+            removed = []
+        self.run_log.release_console()
+        log.info("run directory: %s", self.run_dir)
+        for note in self.notes:
+            log.info("derived %s", note)
+        if removed:
+            log.info(
+                "removed %d temporary file(s) left by an interrupted checkpoint write: %s",
+                len(removed),
+                ", ".join(p.name for p in removed),
+            )
+        log.info(
+            "device %s, %d process(es), backend %s, precision %s%s",
+            self.ctx.device,
+            self.ctx.world_size,
+            self.ctx.backend or "none",
+            precision_name(self.autocast_dtype),
+            " (trainer.precision=auto)" if str(self.cfg.trainer.get("precision")) == "auto" else "",
+        )
+        log.info(
+            "data: %d train clips, %d val views, %d classes; %d batches of %d per epoch per process",
+            len(self.train_set),
+            len(self.val_set),
+            self.num_classes,
+            self.train_batches,
+            self.batch_size,
+        )
+        if self.resume_state is not None:
+            log.info(self.resume_message)
+            self._check_checkpoint_pair()
+            self.resume_state = None  # the weights live in the model now
+
+    def _check_checkpoint_pair(self) -> None:
+        """Say what a kill left: best.pt missing, or newer than last.pt (killed between the two saves)."""
+        if self.best_epoch is None or not self.writes:
+            return
+        best = self.checkpoint_dir / "best.pt"
+        if not best.is_file():
+            log.warning(
+                "checkpoints/best.pt (epoch %d, %s=%s) is missing: it is written again when %s improves "
+                "on it; until then eval.test_checkpoint=best has nothing to test",
+                self.best_epoch,
+                self.monitor,
+                self.best_metric,
+                self.monitor,
+            )
+            return
+        try:
+            best_epoch = int(load_checkpoint(best, map_location="cpu", mmap=True)["epoch"])
+        except CheckpointError as error:
+            log.warning(
+                "checkpoints/best.pt cannot be read (%s); it is replaced when %s improves",
+                error,
+                self.monitor,
+            )
+            return
+        if best_epoch > self.start_epoch:
+            log.info(
+                "checkpoints/best.pt holds epoch %d, after last.pt (epoch %d): a stop between the two saves; "
+                "epoch %d is trained again and both are rewritten",
+                best_epoch,
+                self.start_epoch,
+                best_epoch,
+            )
 
     # ------------------------------------------------------------------ checkpoints
-    def _generators(self) -> dict[str, torch.Generator]:
-        """The private generators of the train loader and its sampler, if it has any."""
-        found = {}
-        for name, owner in (
-            ("loader", self.train_loader),
-            ("sampler", getattr(self.train_loader, "sampler", None)),
-        ):
-            generator = getattr(owner, "generator", None)
-            if isinstance(generator, torch.Generator):
-                found[name] = generator
-        return found
-
-    def _capture_rng(self) -> dict[str, Any]:
-        state = capture_rng_state()
-        state["generators"] = {name: g.get_state() for name, g in self._generators().items()}
-        return state
-
-    def _restore_rng(self, state: dict[str, Any]) -> None:
-        restore_rng_state(state)
-        generators = self._generators()
-        for name, generator_state in (state.get("generators") or {}).items():
-            if name in generators:
-                generators[name].set_state(generator_state)
-
-    def _checkpoint_state(self, epoch: int, batches_in_epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        state = {
+    def _checkpoint_state(self, point: ResumePoint, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
             "format_version": FORMAT_VERSION,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.use_scaler else {},
-            "epoch": epoch,
-            "step": self.step,
-            "batches_in_epoch": batches_in_epoch,
-            "best_metric": self.best_metric,
-            "rng": self._capture_rng(),
+            **point.to_state(),
             "config": self.resolved,
             "class_names": self.class_names,
             "num_classes": self.num_classes,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             "torch_version": str(torch.__version__),
         }
-        if batches_in_epoch:
-            state["rng_epoch_start"] = self._rng_epoch_start
-            state["epoch_progress"] = self._epoch_progress
-        return state
+
+    def _point(self, epoch: int, batches_in_epoch: int = 0) -> ResumePoint:
+        return ResumePoint.capture(
+            epoch,
+            self.step,
+            batches_in_epoch,
+            self._epoch_progress if batches_in_epoch else None,
+            self.train_set.failures,
+            self.best_metric,
+            self.best_epoch,
+        )
 
     def _save(self, name: str, state: dict[str, Any]) -> Path:
         path = self.checkpoint_dir / name
@@ -579,28 +611,17 @@ class Trainer:
 
         self.ddp_model.train()
         self._prepare_epoch(epoch)
-        self._rng_epoch_start = self._capture_rng()
-        skip, resume = self.skip_batches, self._resume_rng
-        self.skip_batches, self._resume_rng = 0, None
-        loader = self.train_loader
-        if skip:
-            # Mid-epoch resume: the batches of this epoch already trained are skipped by index. The
-            # loader starts from the RNG state the interrupted run had at the start of the epoch (the
-            # loader draws its worker seeds from it); training goes on with the state at the interruption.
-            if resume and resume.get("rng_epoch_start") is not None:
-                self._restore_rng(resume["rng_epoch_start"])
-                self._rng_epoch_start = resume["rng_epoch_start"]
-            loader = _loader_skipping(self.train_loader, skip)
+        skip = self.skip_batches
+        self.skip_batches = 0
+        # Mid-epoch resume: the batches of this epoch already trained are skipped by index. The
+        # loaders draw nothing from the global generators, so those go on from the interruption.
+        loader = loader_skipping(self.train_loader, skip) if skip else self.train_loader
         iterator = iter(loader)
-        if skip and resume:
-            # Global generators only: the sampler's generator must keep its epoch-start state, as it
-            # has not drawn this epoch's order yet.
-            restore_rng_state(resume["rng"])
         # Sums over the batches of this epoch, restored after a mid-epoch stop (on rank 0, which saved
         # the sums of all ranks) so that the epoch's row in metrics.csv covers all of its batches.
-        progress = dict.fromkeys(("loss_sum", "top1", "top5", "samples", "data_time", "elapsed"), 0.0)
-        if skip and resume and resume.get("epoch_progress") and self.ctx.is_main:
-            progress.update(resume["epoch_progress"])
+        progress = dict.fromkeys(PROGRESS_KEYS, 0.0)
+        if skip and self.ctx.is_main:
+            progress = self.point.progress()
         loss_sum = torch.tensor(progress["loss_sum"], dtype=torch.float64, device=self.ctx.device)
         correct = torch.tensor([progress["top1"], progress["top5"]], dtype=torch.float64)
         samples = int(progress["samples"])
@@ -772,7 +793,9 @@ class Trainer:
                 metrics, batches_done = self._train_epoch(epoch, self.epochs)
                 if self.stop.requested and batches_done < self.train_batches:
                     if not self.fast_dev_run:
-                        last_path = self._save("last.pt", self._checkpoint_state(epoch, batches_done, {}))
+                        last_path = self._save(
+                            "last.pt", self._checkpoint_state(self._point(epoch, batches_done), {})
+                        )
                     break
                 row: dict[str, Any] = {"epoch": epoch, "step": self.step, **metrics}
                 is_last_epoch = epoch == self.epochs - 1
@@ -785,17 +808,22 @@ class Trainer:
                 if not self.fast_dev_run:
                     improved = self._is_better(row.get(self.monitor))
                     if improved:
-                        self.best_metric = float(row[self.monitor])
-                    state = self._checkpoint_state(epoch + 1, 0, row)
-                    last_path = self._save("last.pt", state)
+                        self.best_metric, self.best_epoch = float(row[self.monitor]), epoch + 1
+                    state = self._checkpoint_state(self._point(epoch + 1), row)
+                    # best.pt first: a kill between the two saves leaves last.pt at the previous epoch,
+                    # which resumes into this epoch again and rewrites both (never a last.pt that
+                    # claims a best.pt that was not written).
                     if improved:
                         self._save("best.pt", state)
+                    last_path = self._save("last.pt", state)
                 if self.stop.requested:
                     break
         finally:
             self.stop.uninstall()
             self.loggers.close()
         dist_utils.barrier()
+        if last_path is None and (self.checkpoint_dir / "last.pt").is_file():
+            last_path = self.checkpoint_dir / "last.pt"  # resumed with nothing left to train
         if self.stop.requested:
             log.warning(
                 "stopped by %s after %d optimizer steps; checkpoint %s. Continue with: resume=auto (same "
@@ -836,17 +864,26 @@ class Trainer:
         log.info(text)
 
     def close(self) -> None:
-        dist_utils.cleanup_distributed()
+        """Shut down the process group if this run created it (not when a caller holds a session)."""
+        if self._owns_process_group:
+            dist_utils.cleanup_distributed()
+            self._owns_process_group = False
 
 
 def train(cfg: DictConfig) -> TrainResult:
-    """Train with the composed config ``cfg`` (see ``conf/train.yaml``)."""
-    trainer = None
+    """Train with the composed config ``cfg`` (see ``conf/train.yaml``).
+
+    Raises:
+        ConfigError: a configuration mistake, found before anything is written.
+        TrainingError, CheckpointError, TooManyFailedVideosError: the run failed (the traceback is in
+            the run's ``train.log``).
+    """
+    trainer = Trainer(cfg)
     try:
-        trainer = Trainer(cfg)
         return trainer.fit()
+    except BaseException as error:
+        if not isinstance(error, KeyboardInterrupt | SystemExit):
+            trainer.run_log.write_traceback(error)
+        raise
     finally:
-        if trainer is not None:
-            trainer.close()
-        else:
-            dist_utils.cleanup_distributed()
+        trainer.close()

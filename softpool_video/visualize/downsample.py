@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from softpool_video.constants import POOL_KINDS
 from softpool_video.ops import soft_pool3d
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 # Display and table order; the side-by-side video reads original | max | avg | soft.
-POOLING_METHODS = ("max", "avg", "soft")
+POOLING_METHODS = POOL_KINDS  # display order: the baselines, then SoftPool
 # "box": area average over each window (the reference, equal to avg pooling by construction);
 # "triangle": anti-aliased linear resize (wider, overlapping support; a reference no method equals).
 REFERENCE_FILTERS = ("box", "triangle")

@@ -12,23 +12,14 @@ def test_bench_data_smoke(small_synthetic, tmp_path, capsys):
     output = tmp_path / "data.json"
     argv = [
         "data",
-        "--datasets",
-        "synthetic",
-        "--synthetic-root",
-        str(small_synthetic),
-        "--synthetic-clips",
-        "8",
-        "--decode-clips",
-        "2",
-        "--decoders",
-        "pyav",
-        "torchcodec",
-        "--workers",
-        "0",
-        "--rounds",
-        "1",
-        "--output",
-        str(output),
+        "datasets=synthetic",
+        f"synthetic_root={small_synthetic}",
+        "synthetic_clips=8",
+        "decode_clips=2",
+        "decoders=pyav,torchcodec",
+        "workers=0",
+        "rounds=1",
+        f"output={output}",
     ]
     assert bench_main(argv) == 0
     report = json.loads(output.read_text())
@@ -50,9 +41,9 @@ def test_bench_data_smoke(small_synthetic, tmp_path, capsys):
 
 def test_bench_realworld_decoding_counts_exact_clips(tmp_path):
     output = tmp_path / "data.json"
-    argv = ["data", "--datasets", "realworld", "--realworld-frames", "48", "--realworld-scale", "1"]
-    argv += ["--decode-clips", "15", "--decoders", "decord"]
-    assert bench_main([*argv, "--no-loaders", "--rounds", "1", "--output", str(output)]) == 0
+    argv = ["data", "datasets=realworld", "realworld_frames=48", "realworld_scale=1"]
+    argv += ["decode_clips=15", "decoders=decord"]
+    assert bench_main([*argv, "loaders=false", "rounds=1", f"output={output}"]) == 0
     (row,) = json.loads(output.read_text())["decoding"]
     assert row["ours_exact"] == 1.0  # every clip: exactly the frames on screen at its instants
     assert row["hand_exact"] < 1.0  # frame = time x fps: wrong on VFR, open GOP and packed AVI

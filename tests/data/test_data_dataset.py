@@ -124,11 +124,16 @@ def test_every_bad_file_kind_is_skipped_counted_and_logged_once(
     failed = {path for path, _ in dataset.failures}
     assert failed == {str(p) for p in bad.values()}
     assert all(message for _, message in dataset.failures)
-    for path in failed:  # logged once, decoded once, never returned as an item
+    # truncated_indexed.mp4 decodes for its early clips: drawn as a substitute for such a clip
+    # before its own failing clip is reached, it gives frames once (the substitute choice depends
+    # only on the item's seed, not on which failures a process already knows: exact resume)
+    partial = str(bad["truncated_indexed"])
+    for path in failed:  # logged once, decoded once (until it fails), never returned once known bad
         assert sum(path in record.getMessage() for record in caplog.records) == 1
-        assert opened.count(path) == 1
+        assert opened.count(path) == 1 or (path == partial and opened.count(path) == 2)
     good_indices = set(range(len(barcode_records)))
-    assert {item["video_index"] for item in items} <= good_indices
+    partial_index = len(barcode_records) + list(bad).index("truncated_indexed")
+    assert {item["video_index"] for item in items} <= good_indices | {partial_index}
     reported = [pair for item in items for pair in decode_failures(item[FAILURES_KEY])]
     assert {path for path, _ in reported} == failed
     # a substitute keeps the requested view: its clip_index is the one asked for

@@ -184,31 +184,17 @@ def test_a_single_frame_does_not_tell_the_class():
 
 def test_cli_writes_refuses_to_clobber_and_overwrites(tmp_path, capsys):
     root = tmp_path / "cli"
-    args = [
-        str(root),
-        "--num-classes",
-        "2",
-        "--videos-per-class",
-        "4",
-        "--frames",
-        "6",
-        "--size",
-        "32",
-        "--no-kinetics",
-    ]
+    args = [str(root), "num_classes=2", "videos_per_class=4", "frames=6", "size=32", "kinetics=false"]
     assert main(args) == 0
     assert "wrote 8 videos of 2 classes" in capsys.readouterr().out
     assert not (root / "kinetics").exists()
     assert main(args) == 2
     assert "exists and is not empty" in capsys.readouterr().err
-    assert main([*args, "--overwrite", "--seed", "9"]) == 0
+    assert main([*args, "overwrite=true", "seed=9"]) == 0
     assert json.loads((root / "synthetic.json").read_text())["params"]["seed"] == 9
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.txt").write_text("do not delete")
-    assert (
-        main([str(tmp_path / "precious"), "--overwrite", "--num-classes", "2", "--videos-per-class", "2"])
-        == 2
-    )
+    assert main([str(tmp_path / "precious"), "overwrite=true", "num_classes=2", "videos_per_class=2"]) == 2
     assert (tmp_path / "precious" / "thesis.txt").exists()
     assert not list(tmp_path.glob(".*partial*"))  # no staging directory left behind
 

@@ -9,8 +9,8 @@ from softpool_video.bench.cli import main as bench_cli
 
 def test_models_benchmark_runs_and_reports_both_clocks(tmp_path, capsys):
     out = tmp_path / "models.json"
-    argv = ["models", "--cases", "r2plus1d_tiny", "--batch-size", "2", "--num-frames", "4"]
-    argv += ["--crop-size", "32", "--warmup", "0", "--repetitions", "2", "--threads", "1", "--json", str(out)]
+    argv = ["models", "cases=r2plus1d_tiny", "batch_size=2", "num_frames=4"]
+    argv += ["crop_size=32", "warmup=0", "repetitions=2", "threads=1", f"json={out}"]
 
     assert bench_cli(argv) == 0
 

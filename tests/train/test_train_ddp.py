@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,10 @@ def test_two_processes_match_one_process_on_the_same_global_batch(
     synthetic_root, tiny_overrides, subprocess_env, tmp_path
 ):
     common = [
-        o for o in tiny_overrides(synthetic_root, tmp_path) if not o.startswith(("trainer=", "data.batch"))
+        o
+        for o in tiny_overrides(synthetic_root, tmp_path, "trainer.epochs=2", "logger=[csv]")
+        if not o.startswith(("trainer=", "++data.batch_size"))
     ]
-    common = [o for o in common if not o.startswith("++data.batch_size")]
-    common += ["trainer.epochs=2", "trainer.progress_bar=false", "trainer.num_threads=1", "logger=[csv]"]
 
     # one process, batches of 4
     single = train(
@@ -102,3 +103,43 @@ def test_two_processes_match_one_process_on_the_same_global_batch(
     for row, ref in zip(rows, expected, strict=True):
         assert float(row["top1_score"]) == pytest.approx(float(ref["top1_score"]), abs=1e-5)
     assert reference.num_videos == len(rows) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 2])
+def test_torchrun_trains_then_tests_with_one_process_group(
+    processes, synthetic_root, tiny_overrides, subprocess_env, tmp_path
+):
+    """test=true under torchrun: the test evaluation reuses the training's process group (a second
+    rendezvous fails with "connection refused" or hangs), in the precision the config gives the CPU."""
+    run_dir = tmp_path / "run"
+    overrides = [
+        o
+        for o in tiny_overrides(
+            synthetic_root, tmp_path, "trainer.epochs=1", "logger=[csv]", f"run_dir={run_dir}"
+        )
+        if not o.startswith("trainer=")
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "softpool_video.train.cli",
+        *overrides,
+        "trainer=ddp",  # accelerator auto, precision auto: fp32 on this CPU (not the GPU config's bf16)
+        "device=cpu",
+        "test=true",
+    ]
+    done = subprocess.run(command, env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (
+        f"{processes} process(es), backend {'gloo' if processes > 1 else 'none'}, precision fp32"
+        in done.stderr
+    )
+    summary = json.loads((run_dir / "eval_test_last" / "summary.json").read_text())
+    assert summary["settings"]["precision"] == "fp32" and summary["settings"]["world_size"] == processes
+    assert summary["num_videos"] == 8 and summary["settings"]["split"] == "test"
+    assert f"evaluating {run_dir / 'checkpoints' / 'last.pt'} (epoch 1" in done.stderr

@@ -13,7 +13,7 @@ from softpool_video import demo
 
 @pytest.mark.slow
 def test_demo_trains_tests_and_prints_the_results(synthetic_root, tiny_overrides, tmp_path, capsys):
-    overrides = [*tiny_overrides(synthetic_root, tmp_path), "trainer.epochs=2", "eval.test_num_clips=3"]
+    overrides = tiny_overrides(synthetic_root, tmp_path, "trainer.epochs=2", "eval.test_num_clips=3")
     assert demo.main(overrides) == 0
     out = capsys.readouterr().out
     assert "SoftPool demo: results on the synthetic test split" in out
@@ -30,9 +30,9 @@ def test_demo_trains_tests_and_prints_the_results(synthetic_root, tiny_overrides
 def test_pooling_comparison_writes_the_table(synthetic_root, tiny_overrides, tmp_path, capsys):
     overrides = [
         "experiment=pooling_comparison",
-        *tiny_overrides(synthetic_root, tmp_path),
-        "trainer.epochs=1",
-        f"comparison.output_dir={tmp_path / 'comparison'}",
+        *tiny_overrides(
+            synthetic_root, tmp_path, "trainer.epochs=1", f"comparison.output_dir={tmp_path / 'comparison'}"
+        ),
     ]
     assert demo.main(overrides) == 0
     with (tmp_path / "comparison" / "comparison.csv").open(newline="") as handle:
@@ -49,7 +49,8 @@ def test_pooling_comparison_writes_the_table(synthetic_root, tiny_overrides, tmp
 
 def test_demo_rejects_bad_arguments(capsys):
     assert demo.main(["fast"]) == 2
-    assert "arguments must be key=value overrides" in capsys.readouterr().err
+    assert "'fast' is not an override: write key=value" in capsys.readouterr().err
     assert demo.main(["experiment=nope"]) == 2
     err = capsys.readouterr().err
-    assert "Could not find 'experiment/nope'" in err and "pooling_comparison" in err
+    assert "experiment=nope: no such experiment config" in err and "pooling_comparison" in err
+    assert len(err.splitlines()) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 import torch
@@ -97,3 +98,73 @@ def test_resume_auto_without_checkpoint_starts_fresh(make_config, tmp_path):
     result = train(make_config("trainer.epochs=1", "resume=auto", "trainer.limit_train_batches=1"))
     assert result.epochs_completed == 1 and result.step == 1
     assert (result.run_dir / "checkpoints" / "last.pt").is_file()
+
+
+def _with_unreadable_videos(synthetic_root, tmp_path, count: int = 2):
+    """A copy of the tiny dataset whose first ``count`` training videos are garbage."""
+    root = tmp_path / "with_bad_videos"
+    shutil.copytree(synthetic_root, root)
+    for listed in (root / "trainlist01.txt").read_text().split()[::2][:count]:  # "path label" lines
+        (root / listed).write_bytes(b"\x00 not a video \x00" * 64)
+    return root
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_with_persistent_workers_and_unreadable_videos(
+    synthetic_root, make_config, monkeypatch, tmp_path
+):
+    """The default loader settings (2 persistent workers) and bad files in the data: still exact."""
+    root = _with_unreadable_videos(synthetic_root, tmp_path)
+    settings = (
+        f"data.root={root}",
+        "++data.num_workers=2",
+        "++data.persistent_workers=true",
+        "trainer.epochs=3",
+        "++model.kwargs.dropout_rate=0.3",  # dropout draws from the global generator: it must line up
+        "trainer.eval_every_n_epochs=1",
+    )
+    full = train(make_config(*settings, f"run_dir={tmp_path / 'full'}"))
+    assert len(load_checkpoint(full.last_checkpoint)["failed_videos"]) == 2  # the known-bad list is kept
+
+    with monkeypatch.context() as patch:
+        _stop_at_step(patch, 9)  # 6 batches per epoch: batch 3 of epoch 2
+        part = train(make_config(*settings))
+    state = load_checkpoint(part.last_checkpoint)
+    assert (state["epoch"], state["step"], state["batches_in_epoch"]) == (1, 9, 3)
+    assert len(state["failed_videos"]) == 2
+    resumed = train(make_config(*settings, "resume=auto"))
+    assert resumed.run_dir == part.run_dir
+    _assert_same_training_state(full.last_checkpoint, resumed.last_checkpoint)
+    assert _rows(resumed.run_dir) == _rows(full.run_dir)
+
+
+def test_best_is_saved_before_last_and_a_stop_between_them_resumes_exactly(
+    make_config, monkeypatch, tmp_path
+):
+    import softpool_video.train.trainer as trainer_module
+
+    # trainer.monitor=lr, mode min: the cosine schedule improves it every epoch, so both files are written
+    settings = ("trainer.epochs=2", "trainer.monitor=lr", "++trainer.monitor_mode=min", "logger=[]")
+    full = train(make_config(*settings, f"run_dir={tmp_path / 'full'}"))
+
+    saved = []
+    real_save = trainer_module.save_checkpoint
+
+    def dies_after_best_of_epoch_2(path, state):
+        saved.append((path.name, state["epoch"]))
+        real_save(path, state)
+        if path.name == "best.pt" and state["epoch"] == 2:
+            raise SystemExit("killed between best.pt and last.pt")
+
+    run_dir = tmp_path / "part"
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module, "save_checkpoint", dies_after_best_of_epoch_2)
+        with pytest.raises(SystemExit):
+            train(make_config(*settings, f"run_dir={run_dir}"))
+    assert saved == [("best.pt", 1), ("last.pt", 1), ("best.pt", 2)]  # best first, every epoch
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 1  # the pair is consistent:
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["epoch"] == 2  # last resumes into epoch 2
+
+    resumed = train(make_config(*settings, f"run_dir={run_dir}", "resume=auto"))
+    _assert_same_training_state(full.last_checkpoint, resumed.last_checkpoint)
+    _assert_same_training_state(full.best_checkpoint, resumed.best_checkpoint)

@@ -25,7 +25,7 @@ def _epoch_rows(path) -> int:
 @pytest.mark.slow
 def test_sigterm_leaves_a_loadable_checkpoint(synthetic_root, tiny_overrides, subprocess_env, tmp_path):
     run_dir = tmp_path / "run"
-    overrides = [*tiny_overrides(synthetic_root, tmp_path), "trainer.epochs=500", f"run_dir={run_dir}"]
+    overrides = tiny_overrides(synthetic_root, tmp_path, "trainer.epochs=500", f"run_dir={run_dir}")
     process = subprocess.Popen(
         [sys.executable, "-m", "softpool_video.train.cli", *overrides],
         env=subprocess_env,
@@ -58,7 +58,10 @@ def test_sigterm_leaves_a_loadable_checkpoint(synthetic_root, tiny_overrides, su
     # The checkpoint resumes: finish the interrupted epoch and stop there.
     epochs = state["epoch"] + 1
     resumed = train(
-        compose_config("train", [*overrides[:-2], f"trainer.epochs={epochs}", f"resume={checkpoint}"])
+        compose_config(
+            "train",
+            tiny_overrides(synthetic_root, tmp_path, f"trainer.epochs={epochs}", f"resume={checkpoint}"),
+        )
     )
     assert resumed.run_dir == run_dir and resumed.stopped_by is None
     assert resumed.epochs_completed == epochs and resumed.step == 6 * epochs

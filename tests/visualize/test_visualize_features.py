@@ -64,4 +64,4 @@ def test_cli_features_mode(tmp_path, sample_videos, capsys):
     assert main(argv + ["layer=nope"]) == 2
     assert "layer='nope'" in capsys.readouterr().err
     assert main(argv + ["levels=2"]) == 2
-    assert "levels only apply to mode=pool" in capsys.readouterr().err
+    assert "levels only applies to mode=pool" in capsys.readouterr().err

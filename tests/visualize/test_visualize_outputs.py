@@ -157,21 +157,25 @@ def run_cli(argv, capsys):
 def test_cli_usage_and_argument_errors(capsys, sample_videos, tmp_path):
     video = str(sample_videos["carphone_pristine"])
     assert run_cli(["--help"], capsys)[0] == 0
-    code, out, _ = run_cli([], capsys)
-    assert code == 2 and "usage: softpool-visualize VIDEO" in out
+    code, out, err = run_cli([], capsys)
+    assert code == 2 and "no VIDEO given" in err and len(err.splitlines()) == 1
+    assert "usage: softpool-visualize VIDEO" in run_cli(["--help"], capsys)[1]
     for argv, message in [
         ([video, "kernal=2"], "unknown option 'kernal'"),
         ([video, "kernel=2,x"], "kernel must be"),
-        ([video, "levels=0"], "levels must be an int >= 1"),
-        ([video, "methods=[soft,median]"], "methods must be a list"),
-        ([video, "methods=[soft"], "cannot parse 'methods=[soft'"),
-        ([video, "layer=stem.3"], "layer only apply to mode=features"),
-        ([video, video], "more than one video"),
+        ([video, "levels=0"], "levels must be an integer >= 1"),
+        ([video, "methods=[soft,median]"], "methods: 'median' not among max, avg, soft"),
+        ([video, "methods=[soft"], "methods must be a list like methods=[a,b]"),
+        ([video, "layer=stem.3"], "layer only applies to mode=features"),
+        ([video, "levels=2", "levels=3"], "levels is given twice"),
+        ([video, "--levels=2"], "options are key=value, write levels=2"),
+        ([video, video], "at most 1 VIDEO expected, got 2"),
         ([video, "levels=9", "max_side=32", f"output={tmp_path}"], "levels=9 with kernel=(2, 2, 2)"),
     ]:
         code, _, err = run_cli(argv, capsys)
         assert code == 2, argv
         assert message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
 
 
 def test_cli_unreadable_and_missing_files(capsys, tmp_path):

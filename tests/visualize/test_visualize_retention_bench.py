@@ -19,8 +19,8 @@ def read_csv(path):
 
 def test_retention_bench_on_a_sample_clip(tmp_path, sample_videos, capsys):
     output = tmp_path / "retention"
-    argv = ["retention", str(sample_videos["carphone_pristine"]), "--output", str(output)]
-    argv += ["--max-side", "64", "--max-frames", "32", "--levels", "2"]
+    argv = ["retention", str(sample_videos["carphone_pristine"]), f"output={output}"]
+    argv += ["max_side=64", "max_frames=32", "levels=2"]
     assert bench_main(argv) == 0
     printed = capsys.readouterr().out
     assert "carphone_pristine.mp4: 32 frames of 64x52" in printed
@@ -44,8 +44,8 @@ def test_retention_bench_skips_unreadable_files_in_a_folder(tmp_path, sample_vid
     folder.mkdir()
     shutil.copy(sample_videos["carphone_distorted"], folder / "good.mp4")
     (folder / "bad.mp4").write_bytes(b"not a video" * 50)
-    argv = ["retention", str(folder), "--output", str(tmp_path / "out"), "--no-plots"]
-    argv += ["--max-side", "48", "--max-frames", "16", "--levels", "1"]
+    argv = ["retention", str(folder), f"output={tmp_path / 'out'}", "plots=false"]
+    argv += ["max_side=48", "max_frames=16", "levels=1"]
     assert bench_main(argv) == 0
     assert "skipping" in capsys.readouterr().err
     assert {row["video"] for row in read_csv(tmp_path / "out" / "per_video.csv")} == {"good.mp4"}
