@@ -41,8 +41,10 @@ __all__ = [
     "SWAP_TARGETS",
     "PoolSwap",
     "infer_pool_channels",
+    "learned_temperatures",
     "pool_kind",
     "swap_pooling",
+    "temperature_metrics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -318,3 +320,25 @@ def swap_pooling(
     if report is not None:
         report.extend(records)
     return model
+
+
+def learned_temperatures(model: nn.Module) -> dict[str, list[float]]:
+    """Current temperatures of the SoftPools of ``model`` that learn theirs, by module name (one value,
+    or one per channel); empty if none learns. Used to log them during training."""
+    return {
+        name: module.temperature.detach().float().cpu().reshape(-1).tolist()
+        for name, module in model.named_modules()
+        if getattr(module, "learn_temperature", False) is True and pool_kind(module) is not None
+    }
+
+
+def temperature_metrics(model: nn.Module, per_channel: bool = False) -> dict[str, float | list[float]]:
+    """Epoch metrics of the learned temperatures: ``temperature/<layer>`` (the mean over channels, a
+    number for CSV and TensorBoard) and, with ``per_channel``, ``temperatures/<layer>`` (every value)
+    for the layers that learn one per channel."""
+    metrics: dict[str, float | list[float]] = {}
+    for name, values in learned_temperatures(model).items():
+        metrics[f"temperature/{name}"] = sum(values) / len(values)
+        if per_channel and len(values) > 1:
+            metrics[f"temperatures/{name}"] = values
+    return metrics
