@@ -165,8 +165,9 @@ def plot_comparison(
     low = min(v for s in summaries for v in s.values)
     high = max(max(v for s in summaries for v in s.values), max(s.mean + s.std for s in summaries))
     ax.set_ylim(max(0.0, low - 10), min(100.0, high + 5))
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    fig.suptitle(title, fontsize=10)
+    # above the axes, under the title: it never hides a bar or a seed
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
