@@ -24,7 +24,7 @@ def _tensorboard_scalars(run_dir):
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per_layer", "per_channel"])
-def test_learned_temperatures_are_logged_and_checkpointed(make_config, per_channel):
+def test_learned_temperatures_are_logged_and_checkpointed(make_config, synthetic_root, per_channel):
     result = train(
         make_config(
             "pooling=soft_learned",
@@ -60,6 +60,18 @@ def test_learned_temperatures_are_logged_and_checkpointed(make_config, per_chann
         assert scalars[f"epoch/temperature/{name}"] == pytest.approx(
             [float(row[f"temperature/{name}"]) for row in rows], rel=1e-6
         )
+
+    # softpool-predict rebuilds the same model (strict load) and classifies a real file with it
+    from softpool_video.predict import Predictor
+
+    predictor = Predictor(result.last_checkpoint, device="cpu", num_clips=1, num_crops=1, topk=2)
+    rebuilt = learned_temperatures(predictor.model)
+    assert list(rebuilt) == layers
+    for name in layers:
+        assert rebuilt[name] == pytest.approx(final[name], rel=1e-6)
+    video = next(iter(sorted(synthetic_root.rglob("*.avi")) or sorted(synthetic_root.rglob("*.mp4"))))
+    prediction = predictor.predict(video)
+    assert prediction.ok, prediction.error
 
     # the state dict holds them and a strict load into the config's model works
     state = torch.load(result.last_checkpoint, weights_only=True)
