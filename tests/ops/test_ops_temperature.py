@@ -158,7 +158,7 @@ def test_tensor_temperature_equals_the_float_path():
     t = torch.tensor([0.3, 0.9, 1.0, 4.0])
     got = sv.soft_pool3d(x, 3, 2, 1, temperature=t)
     for c in range(4):
-        expected = sv.soft_pool3d(x[:, c : c + 1], 3, 2, 1, temperature=float(t[c]))
+        expected = sv.soft_pool3d(x[:, c : c + 1], 3, 2, 1, temperature=float(t[c].detach()))
         torch.testing.assert_close(got[:, c : c + 1], expected, rtol=1e-5, atol=1e-6)
     scalar = sv.adaptive_soft_pool3d(x, (2, 3, 3), temperature=torch.tensor(0.5))
     torch.testing.assert_close(scalar, sv.adaptive_soft_pool3d(x, (2, 3, 3), temperature=0.5))
@@ -275,3 +275,32 @@ def test_onnx_export_with_learned_temperatures_runs_in_onnxruntime():
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_second_derivative_in_temperature_matches_the_moments():
+    """With b = 1/T, dy/db = Var_s(x) and d2y/db2 = E_s[(x - y)^3], so
+    d2y/dT2 = 2 Var_s(x) / T^3 + E_s[(x - y)^3] / T^4 (checked window by window in float64)."""
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64) * 1.5
+    t = torch.tensor([0.7, 1.6], dtype=torch.float64, requires_grad=True)
+    y = sv.soft_pool2d(x, (3, 2), (2, 2), (1, 0), temperature=t)
+    upstream = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((y * upstream).sum(), t, create_graph=True)
+    second = torch.stack([torch.autograd.grad(grad[c], t, retain_graph=True)[0][c] for c in range(2)])
+
+    expected = torch.zeros(2, dtype=torch.float64)
+    out_h, out_w = y.shape[-2:]
+    for c in range(2):
+        temp = float(t[c].detach())
+        for i in range(out_h):
+            for j in range(out_w):
+                rows = [r for r in range(2 * i - 1, 2 * i + 2) if 0 <= r < 5]
+                cols = [q for q in range(2 * j, 2 * j + 2) if 0 <= q < 6]
+                values = [float(x[0, c, r, q]) for r in rows for q in cols]
+                top = max(values)
+                weights = [math.exp((v - top) / temp) for v in values]
+                s = [w / sum(weights) for w in weights]
+                mean = sum(si * v for si, v in zip(s, values))
+                variance = sum(si * (v - mean) ** 2 for si, v in zip(s, values))
+                third = sum(si * (v - mean) ** 3 for si, v in zip(s, values))
+                expected[c] += float(upstream[0, c, i, j]) * (2 * variance / temp**3 + third / temp**4)
+    torch.testing.assert_close(second, expected, rtol=1e-10, atol=1e-12)
