@@ -240,7 +240,8 @@ def swap_pooling(
         temperature: temperature of the new SoftPool modules (ignored for max/avg); with
             ``learn_temperature`` the initial value.
         learn_temperature: the new SoftPool modules learn their temperature (a ``log_temperature``
-            parameter each; see :class:`softpool_video.SoftPool3d`).
+            parameter each; see :class:`softpool_video.SoftPool3d`). SoftPools already in the model
+            are of the target kind and stay as they are.
         temperature_per_channel: with ``learn_temperature``, one temperature per channel. The channel
             count of each pool is inferred by :func:`infer_pool_channels` (from ``example_input`` if
             given, else from the nearest convolution/norm before the pool); a pool whose count cannot
