@@ -183,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _predict(inputs: list[str], options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
+    from softpool_video.models.loading import CheckpointError
     from softpool_video.predict.predictor import Predictor, find_videos
     from softpool_video.predict.report import format_prediction, format_timeline
-    from softpool_video.train.checkpoint import CheckpointError
 
     videos, notes = find_videos(inputs)
     for note in notes:

@@ -304,7 +304,7 @@ class Predictor:
         num_workers: int = 0,
         decoder: str | None = None,
     ):
-        from softpool_video.train.checkpoint import load_model_from_checkpoint
+        from softpool_video.models.loading import load_model_from_checkpoint
 
         _check_int("num_clips", num_clips, 1, optional=True)
         if num_crops is not None and (not _is_int(num_crops) or num_crops not in (1, 3)):

@@ -134,7 +134,7 @@ def _visualize(options: dict[str, Any]) -> int:
     unreadable: tuple[type[Exception], ...] = (FileNotFoundError, VideoDecodeError)
     try:
         if options["mode"] == "features":
-            from softpool_video.train.checkpoint import CheckpointError
+            from softpool_video.models.loading import CheckpointError
             from softpool_video.visualize.features import describe_features, visualize_features
 
             unreadable += (CheckpointError,)

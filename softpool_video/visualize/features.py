@@ -144,7 +144,7 @@ def _build_model(model_name: str, checkpoint: str | None, pretrained: str | None
     from softpool_video.data.transforms import DEFAULT_MEAN, DEFAULT_STD
 
     if checkpoint is not None:
-        from softpool_video.train.checkpoint import load_model_from_checkpoint
+        from softpool_video.models.loading import load_model_from_checkpoint
 
         model, config, _ = load_model_from_checkpoint(checkpoint)
         data = config.get("data") or {}
