@@ -57,6 +57,7 @@ from softpool_video.data.frame_index import (
     frame_index,
     index_by_decoding,
     open_container,
+    readable_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class _PyAVReader:
         try:
             stream = self._container.streams.video[0]
         except Exception as err:
-            raise VideoDecodeError(self.path, f"cannot open: {type(err).__name__}: {err}") from err
+            raise VideoDecodeError(self.path, f"cannot open: {readable_error(err)}") from err
         if self.threads != 1:
             # frame+slice threading; 0 lets FFmpeg pick one thread per core
             stream.thread_type = "AUTO"
@@ -586,7 +587,7 @@ class VideoSource:
         except VideoDecodeError:
             raise
         except Exception as err:  # every backend has its own error zoo; callers need one type
-            raise VideoDecodeError(self.path, f"decoding failed: {type(err).__name__}: {err}") from err
+            raise VideoDecodeError(self.path, f"decoding failed: {readable_error(err)}") from err
         # numpy, not torch, for the bookkeeping: a torch op here wakes its OpenMP threads, which then
         # spin for a while on the cores the decoder needs (measured 10-20% slower clips on 2 cores)
         inverse = inverse.reshape(-1)
@@ -641,7 +642,7 @@ class VideoSource:
         except VideoDecodeError:
             raise
         except Exception as err:
-            raise VideoDecodeError(self.path, f"decoding failed: {type(err).__name__}: {err}") from err
+            raise VideoDecodeError(self.path, f"decoding failed: {readable_error(err)}") from err
 
     def close(self) -> None:
         if self._reader is not None:
