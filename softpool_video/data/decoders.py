@@ -820,6 +820,7 @@ def decode_video(
     max_frames: int | None = None,
     short_side: int | None = None,
     backend: str = DEFAULT_BACKEND,
+    progress: bool = False,
 ) -> VideoClip:
     """Decode the frames of ``path`` whose presentation time lies in ``[start, end)`` seconds into
     a float ``VideoClip``, shrunk with an area filter to ``max_side``/``short_side``.
@@ -833,6 +834,7 @@ def decode_video(
         short_side: shortest side in pixels (models' "short-side scale"); with ``max_side`` too,
             the stronger shrink wins.
         backend: decoder backend (see the module docstring).
+        progress: show a progress bar over the decoded frames.
 
     Raises:
         VideoDecodeError: the file is missing or not a readable video, or the range holds no frame.
@@ -853,11 +855,16 @@ def decode_video(
         info = video.info
         chunks = []
         size = None
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(indices.size), desc="decoding", unit="frame", leave=False, disable=not progress)
         for first in range(0, indices.size, 32):  # bounded memory: 32 full-size frames at a time
             decoded = video.decode(indices[first : first + 32]).frames
             if size is None:
                 size = scaled_size(decoded.shape[2], decoded.shape[1], max_side, short_side)
             chunks.append(resize_frames(decoded, size))
+            bar.update(decoded.shape[0])
+        bar.close()
         times = torch.from_numpy(video.frame_times[indices])
     rate = info.nominal_fps if info.nominal_fps and not info.variable_frame_rate else info.fps
     fps = Fraction(rate).limit_denominator(1001)

@@ -45,6 +45,10 @@ def _max_side(name: str, value: str) -> int | None:
     return side or None  # 0: keep the full resolution
 
 
+def _progress(name: str, value: str) -> bool | str:
+    return "auto" if value.strip() == "auto" else cli.boolean()(name, value)
+
+
 POOL = ("mode", ("pool",))
 FEATURES = ("mode", ("features",))
 
@@ -73,8 +77,13 @@ OPTIONS: dict[str, Option] = {
     ),
     "reference": Option("box", cli.choice(("box", "triangle")), "anti-aliased reference filter", POOL),
     "contact_frames": Option(4, cli.integer(1), "frames per row of the contact sheet", POOL),
-    "gif": Option(True, cli.boolean(), "also write GIFs of the side-by-side videos"),
-    "gif_width": Option(480, cli.integer(16), "width of the GIFs in pixels"),
+    "gif": Option(False, cli.boolean(), "also write GIFs of the videos (slower: off by default)"),
+    "gif_width": Option(480, cli.integer(16), "width of the GIFs in pixels (panels stay >= 200 px)"),
+    "progress": Option(
+        "auto",
+        _progress,
+        "progress bars for decoding, pooling and encoding: true, false or auto (on a terminal)",
+    ),
     "model": Option("slowfast_r50", cli.text(optional=False), "registry model name", FEATURES),
     "checkpoint": Option(None, cli.path(), "a softpool-train checkpoint instead of model=", FEATURES),
     "pretrained": Option(None, cli.text(), "weights for model=: a file or a published name", FEATURES),
@@ -128,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(COMMAND, lambda arguments: _visualize(_checked(arguments)), argv)
 
 
+def _show_progress(option: bool | str) -> bool:
+    # auto: bars on an interactive terminal only, so logs and error lines stay clean
+    return sys.stderr.isatty() if option == "auto" else bool(option)
+
+
 def _visualize(options: dict[str, Any]) -> int:
     from softpool_video.data.decoders import VideoDecodeError
 
@@ -173,6 +187,7 @@ def _visualize(options: dict[str, Any]) -> int:
             contact_frames=options["contact_frames"],
             gif=options["gif"],
             gif_width=options["gif_width"],
+            progress=_show_progress(options["progress"]),
         )
     except unreadable as error:
         raise cli.Failure(cli.error_summary(error)) from error
