@@ -46,6 +46,16 @@ _TEXT = (235, 235, 235)
 _GAP = 4  # pixels between panels
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 @lru_cache(maxsize=8)
 def _font(size: int):
     try:
