@@ -73,6 +73,7 @@ __all__ = [
     "save_checkpoint",
 ]
 
+
 def _file_mode() -> int:
     """``0o666`` less the process umask: the mode ``open()`` would give a new file."""
     mask = os.umask(0)
