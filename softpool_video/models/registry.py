@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from softpool_video.constants import POOLING_CHOICES as _POOLING_CHOICES
+from softpool_video.models.inputs import example_input
 from softpool_video.models.swap import PoolSwap, swap_pooling
 
 __all__ = [
@@ -174,6 +175,8 @@ def build_model(
     pretrained: str | None = None,
     temperature: float = 1.0,
     swap_report: list[PoolSwap] | None = None,
+    learn_temperature: bool = False,
+    temperature_per_channel: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered video classifier, pools swapped and weights loaded.
@@ -191,7 +194,10 @@ def build_model(
         crop_size: side of the square crop H = W; default: the model's.
         pretrained: a checkpoint path or a published weight name such as ``"kinetics400"`` (looked
             up in the torch hub cache, never downloaded); see :func:`load_pretrained`.
-        temperature: SoftPool temperature of the swapped pools.
+        temperature: SoftPool temperature of the swapped pools (the initial one if learned).
+        learn_temperature: the swapped SoftPools learn their temperature (``log_temperature``).
+        temperature_per_channel: one learned temperature per channel; the channel counts come from
+            one forward pass of a random clip of the model's size (see :func:`infer_pool_channels`).
         swap_report: if given, receives one :class:`PoolSwap` per pool touched (see :func:`swap_pooling`).
         **kwargs: model options, e.g. ``alpha`` (SlowFast), ``stem_pool=True`` (add a stem pool to
             models without one), ``dropout_rate``.
@@ -244,6 +250,9 @@ def build_model(
                 exclude=built.keep_pools,
                 temperature=temperature,
                 report=swap_report,
+                learn_temperature=learn_temperature,
+                temperature_per_channel=temperature_per_channel,
+                example_input=example_input(model) if temperature_per_channel else None,
             )
 
     if pretrained is not None:
@@ -272,8 +281,9 @@ def build_model_from_config(
     """:func:`build_model` from the ``model`` and ``pooling`` config groups (conf/model, conf/pooling).
 
     ``model_cfg`` holds ``name``, ``num_frames``, ``crop_size``, ``alpha`` (null unless SlowFast),
-    optional ``pretrained`` and ``kwargs`` (model options); ``pooling_cfg`` holds ``pool``, ``where``
-    and ``temperature`` (default: SoftPool everywhere). ``pretrained`` overrides the config's.
+    optional ``pretrained`` and ``kwargs`` (model options); ``pooling_cfg`` holds ``pool``, ``where``,
+    ``temperature`` and optionally ``learn_temperature`` and ``temperature_per_channel`` (default:
+    SoftPool everywhere, fixed temperature). ``pretrained`` overrides the config's.
     """
     model_cfg = _plain(model_cfg)
     pooling_cfg = _plain(pooling_cfg or {"pool": "soft", "where": "all", "temperature": 1.0})
@@ -290,5 +300,7 @@ def build_model_from_config(
         pretrained=pretrained if pretrained is not None else model_cfg.get("pretrained"),
         temperature=float(pooling_cfg.get("temperature", 1.0)),
         swap_report=swap_report,
+        learn_temperature=bool(pooling_cfg.get("learn_temperature", False)),
+        temperature_per_channel=bool(pooling_cfg.get("temperature_per_channel", False)),
         **kwargs,
     )

@@ -11,7 +11,9 @@ Semantics worth knowing before comparing pooling kinds on the same network:
   the window (padding excluded); ``temperature=1`` is the SoftPool paper.
 * Pools created here by swapping *to* avg use ``count_include_pad=False`` so that all three kinds
   agree on what a window is; the padding of the original pool is kept as is.
-* SoftPool, max and avg pooling have no parameters, so a swapped model loads the same state dict.
+* SoftPool, max and avg pooling have no parameters, so a swapped model loads the same state dict,
+  unless ``learn_temperature=True``: then every new SoftPool owns a ``log_temperature`` parameter
+  (one value, or one per channel with ``temperature_per_channel=True``), which the state dict holds.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
+from softpool_video.constants import POOL_KINDS
 from softpool_video.ops import (
     AdaptiveSoftPool1d,
     AdaptiveSoftPool2d,
@@ -32,14 +36,24 @@ from softpool_video.ops import (
     SoftPool3d,
 )
 
-__all__ = ["POOL_KINDS", "SWAP_TARGETS", "PoolSwap", "pool_kind", "swap_pooling"]
+__all__ = [
+    "MODULE_POOL_KINDS",
+    "SWAP_TARGETS",
+    "PoolSwap",
+    "infer_pool_channels",
+    "learned_temperatures",
+    "pool_kind",
+    "swap_pooling",
+    "temperature_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Pool kinds swap_pooling recognises (the ``kinds`` argument) and model_summary reports.
-POOL_KINDS = ("max", "avg", "soft", "adaptive_max", "adaptive_avg", "adaptive_soft")
-#: What a pool can be swapped to (the ``pool`` argument).
-SWAP_TARGETS = ("soft", "max", "avg")
+#: What a pool can be swapped to (the ``pool`` argument): the pooling kinds of the toolkit.
+SWAP_TARGETS = POOL_KINDS
+#: Pool modules swap_pooling recognises (the ``kinds`` argument) and model_summary reports: each
+#: kind and its adaptive form.
+MODULE_POOL_KINDS = (*POOL_KINDS, *(f"adaptive_{kind}" for kind in POOL_KINDS))
 
 # kind -> module class for 1, 2 and 3 dimensions
 _CLASSES: dict[str, tuple[type[nn.Module], type[nn.Module], type[nn.Module]]] = {
@@ -82,7 +96,7 @@ class PoolSwap:
 
 
 def pool_kind(module: nn.Module) -> tuple[str, int] | None:
-    """``(kind, dims)`` of a pooling module (kind in :data:`POOL_KINDS`), or ``None`` for other modules."""
+    """``(kind, dims)`` of a pooling module (kind in :data:`MODULE_POOL_KINDS`), or ``None`` otherwise."""
     return _KIND_OF_CLASS.get(type(module))
 
 
@@ -101,7 +115,71 @@ def _as_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str,
     return patterns
 
 
-def _replacement(module: nn.Module, kind: str, dims: int, target: str, temperature: float):
+def _channels_of(module: nn.Module) -> int | None:
+    """The channels a layer outputs, for the layers that say so (convolutions and norms)."""
+    for attribute in ("out_channels", "num_features", "num_channels"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def infer_pool_channels(
+    model: nn.Module, example_input: torch.Tensor | Sequence[torch.Tensor] | None = None
+) -> dict[str, int | None]:
+    """Channel count C of the input of every pooling module of ``model`` (by module name).
+
+    With ``example_input``, a forward pass without gradients records each pool's input ``(N, C, ...)``
+    (exact; the model's training flags are restored). Without it, the structure is read: a pool takes
+    the output channels of the nearest convolution or norm layer before it in module order
+    (``out_channels``, ``num_features``), ``None`` when there is none. A wrong guess is not silent: a
+    per-channel temperature of the wrong size raises a ``ValueError`` at the first forward.
+    """
+    names = [name for name, module in model.named_modules(remove_duplicate=False) if pool_kind(module)]
+    if example_input is None:
+        channels: dict[str, int | None] = {}
+        last = None
+        for name, module in model.named_modules(remove_duplicate=False):
+            if pool_kind(module) is not None:
+                channels[name] = last
+            else:
+                last = _channels_of(module) or last
+        return channels
+
+    seen: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        found = pool_kind(module)
+        if found is None:
+            continue
+
+        def record(_module, inputs, name=name, dims=found[1]):
+            x = inputs[0]
+            seen.setdefault(name, x.shape[1] if x.dim() == dims + 2 else x.shape[0])
+
+        hooks.append(module.register_forward_pre_hook(record))
+    modes = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+    return {name: seen.get(name) for name in names}
+
+
+def _replacement(
+    module: nn.Module,
+    kind: str,
+    dims: int,
+    target: str,
+    temperature: float,
+    learn_temperature: bool = False,
+    num_channels: int | None = None,
+):
     """The module that replaces ``module`` when swapping to ``target``, or a reason string if none can."""
     adaptive = kind.startswith("adaptive_")
     if getattr(module, "return_indices", False):
@@ -110,15 +188,18 @@ def _replacement(module: nn.Module, kind: str, dims: int, target: str, temperatu
         return f"divisor_override={module.divisor_override} (a custom divisor has no equivalent)"
     new_kind = f"adaptive_{target}" if adaptive else target
     cls = _CLASSES[new_kind][dims - 1]
+    learned = {"learn_temperature": learn_temperature, "num_channels": num_channels}
     if adaptive:
-        return cls(module.output_size, temperature) if target == "soft" else cls(module.output_size)
+        return (
+            cls(module.output_size, temperature, **learned) if target == "soft" else cls(module.output_size)
+        )
 
     kernel_size, stride, padding = module.kernel_size, module.stride, module.padding
     # AvgPool has no dilation attribute: its windows are dense.
     dilation = getattr(module, "dilation", 1)
     ceil_mode = module.ceil_mode
     if target == "soft":
-        return cls(kernel_size, stride, padding, dilation, ceil_mode, temperature)
+        return cls(kernel_size, stride, padding, dilation, ceil_mode, temperature, **learned)
     if target == "max":
         return cls(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
     if dilation not in (1, (1,) * dims, [1] * dims):
@@ -135,6 +216,9 @@ def swap_pooling(
     exclude: str | Iterable[str] | None = None,
     temperature: float = 1.0,
     report: list[PoolSwap] | None = None,
+    learn_temperature: bool = False,
+    temperature_per_channel: bool = False,
+    example_input: torch.Tensor | Sequence[torch.Tensor] | None = None,
 ) -> nn.Module:
     """Replace the pooling modules of ``model`` in place and return ``model``.
 
@@ -153,7 +237,15 @@ def swap_pooling(
         include: glob pattern(s) on module names (``"blocks.0.*"``, ``"avgpool"``); only matching
             pools are swapped. ``None`` selects every pool.
         exclude: glob pattern(s) of pools never swapped; wins over ``include``.
-        temperature: temperature of the new SoftPool modules (ignored for max/avg).
+        temperature: temperature of the new SoftPool modules (ignored for max/avg); with
+            ``learn_temperature`` the initial value.
+        learn_temperature: the new SoftPool modules learn their temperature (a ``log_temperature``
+            parameter each; see :class:`softpool_video.SoftPool3d`).
+        temperature_per_channel: with ``learn_temperature``, one temperature per channel. The channel
+            count of each pool is inferred by :func:`infer_pool_channels` (from ``example_input`` if
+            given, else from the nearest convolution/norm before the pool); a pool whose count cannot
+            be inferred raises ``ValueError`` naming it.
+        example_input: an input of ``model`` for an exact channel inference (one forward pass).
         report: if given, one :class:`PoolSwap` per selected pool is appended: the swapped ones and
             those left alone with the reason (``return_indices=True``, ``divisor_override``, a
             dilated pool swapped to avg).
@@ -168,9 +260,11 @@ def swap_pooling(
         kinds = _DEFAULT_KINDS[pool]
     elif isinstance(kinds, str):
         kinds = (kinds,)
-    unknown = [kind for kind in kinds if kind not in POOL_KINDS]
+    unknown = [kind for kind in kinds if kind not in MODULE_POOL_KINDS]
     if unknown:
-        raise ValueError(f"swap_pooling: kinds must be taken from {POOL_KINDS}, got unknown {unknown}")
+        raise ValueError(f"swap_pooling: kinds must be taken from {MODULE_POOL_KINDS}, got unknown {unknown}")
+    if temperature_per_channel and not learn_temperature:
+        raise ValueError("swap_pooling: temperature_per_channel=True needs learn_temperature=True")
     include_patterns = _as_patterns(include, "include")
     exclude_patterns = _as_patterns(exclude, "exclude") or ()
 
@@ -195,9 +289,21 @@ def swap_pooling(
             if not any(fnmatch.fnmatchcase(name, pattern) for name in pool_names):
                 logger.warning("swap_pooling: include pattern %r matches no pooling module", pattern)
 
+    channels: dict[str, int | None] = {}
+    if pool == "soft" and temperature_per_channel and selected:
+        channels = infer_pool_channels(model, example_input)
+        unknown_channels = [name for name, *_ in selected if channels.get(name) is None]
+        if unknown_channels:
+            raise ValueError(
+                f"swap_pooling: cannot infer the channel count of pool {unknown_channels[0]!r} "
+                "(no convolution or norm layer before it, or it did not run); pass example_input=... "
+                "or use temperature_per_channel=False (one temperature per pool)"
+            )
+
     records = []
     for name, module, kind, dims in selected:
-        new = _replacement(module, kind, dims, pool, temperature)
+        learned = pool == "soft" and learn_temperature
+        new = _replacement(module, kind, dims, pool, temperature, learned, channels.get(name))
         if isinstance(new, str):
             records.append(PoolSwap(name, kind, None, new))
             logger.warning("swap_pooling: left %s (%s) alone: %s", name, type(module).__name__, new)
@@ -214,3 +320,25 @@ def swap_pooling(
     if report is not None:
         report.extend(records)
     return model
+
+
+def learned_temperatures(model: nn.Module) -> dict[str, list[float]]:
+    """Current temperatures of the SoftPools of ``model`` that learn theirs, by module name (one value,
+    or one per channel); empty if none learns. Used to log them during training."""
+    return {
+        name: module.temperature.detach().float().cpu().reshape(-1).tolist()
+        for name, module in model.named_modules()
+        if getattr(module, "learn_temperature", False) is True and pool_kind(module) is not None
+    }
+
+
+def temperature_metrics(model: nn.Module, per_channel: bool = False) -> dict[str, float | list[float]]:
+    """Epoch metrics of the learned temperatures: ``temperature/<layer>`` (the mean over channels, a
+    number for CSV and TensorBoard) and, with ``per_channel``, ``temperatures/<layer>`` (every value)
+    for the layers that learn one per channel."""
+    metrics: dict[str, float | list[float]] = {}
+    for name, values in learned_temperatures(model).items():
+        metrics[f"temperature/{name}"] = sum(values) / len(values)
+        if per_channel and len(values) > 1:
+            metrics[f"temperatures/{name}"] = values
+    return metrics

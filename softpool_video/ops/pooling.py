@@ -97,14 +97,50 @@ def _run(x5: torch.Tensor, geometry: PoolGeometry) -> torch.Tensor:
     return soft_pool3d_composite(x5, geometry)[0]
 
 
-def _check_temperature(temperature, fn: str) -> float:
+def _check_temperature(temperature, x5: torch.Tensor, fn: str) -> tuple[float, torch.Tensor | None]:
+    """``(temperature of the fused op, tensor temperature or None)``.
+
+    A number is checked here and runs in the fused op (``(float, None)``). A tensor (0-d, or one value
+    per channel ``(C,)``) is checked for shape, dtype and device only: checking its values would cost a
+    device sync on every call, so keeping it positive and finite is the caller's job (the modules
+    parametrise it as ``log T``). It then runs as ``T * softpool_1(x / T)``: ``(1.0, T viewed for x5)``.
+    """
+    if isinstance(temperature, torch.Tensor):
+        return 1.0, _temperature_view(temperature, x5, fn)
     try:
         value = float(temperature)
     except (TypeError, ValueError):
         raise ValueError(f"{fn}: temperature must be a positive number, got {temperature!r}") from None
     if not (value > 0 and value != float("inf")):
         raise ValueError(f"{fn}: temperature must be a finite number > 0, got {temperature!r}")
-    return value
+    return value, None
+
+
+def _temperature_view(temperature: torch.Tensor, x5: torch.Tensor, fn: str) -> torch.Tensor:
+    """A tensor temperature as a 0-d or ``(1, C, 1, 1, 1)`` tensor of the input's dtype."""
+    channels = x5.shape[1]
+    if temperature.dim() > 1 or (temperature.dim() == 1 and temperature.shape[0] != channels):
+        raise ValueError(
+            f"{fn}: temperature must be a number, a 0-d tensor or a tensor of shape (C,) = ({channels},) "
+            f"(one value per channel), got a tensor of shape {tuple(temperature.shape)}"
+        )
+    if not temperature.is_floating_point():
+        raise ValueError(f"{fn}: a temperature tensor must be floating point, got {temperature.dtype}")
+    if temperature.device != x5.device and not (temperature.dim() == 0 and temperature.device.type == "cpu"):
+        raise ValueError(f"{fn}: temperature is on {temperature.device} but input is on {x5.device}")
+    # float64 inputs take it in float64; half inputs are scaled in float32 (x / T for a small T
+    # overflows float16), and the output is cast back to the input's dtype.
+    temperature = temperature.to(torch.float64 if x5.dtype == torch.float64 else torch.float32)
+    return temperature.view(1, channels, 1, 1, 1) if temperature.dim() == 1 else temperature
+
+
+def _run_at_temperature(x5: torch.Tensor, geometry: PoolGeometry, temperature: torch.Tensor | None):
+    """The fused op at the geometry's temperature, or at a tensor temperature T through the identity
+    softpool_T(x) = T * softpool_1(x / T) (both are sum_i softmax(x / T)_i x_i), so that autograd
+    differentiates T through the fused op's exact derivatives (dy/dT = -Var_s(x) / T^2)."""
+    if temperature is None:
+        return _run(x5, geometry)
+    return (temperature * _run(x5.to(temperature.dtype) / temperature, geometry)).to(x5.dtype)
 
 
 def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, temperature, fn):
@@ -114,7 +150,7 @@ def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, tempe
     strides = _as_tuple(stride_, dims, "stride", fn)
     pads = _as_tuple(padding, dims, "padding", fn)
     dils = _as_tuple(dilation, dims, "dilation", fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature, temperature_tensor = _check_temperature(temperature, x5, fn)
     for name, values, minimum in (("kernel_size", kernel, 1), ("stride", strides, 1), ("dilation", dils, 1)):
         if any(v < minimum for v in values):
             raise ValueError(f"{fn}: {name} must be positive, got {values}")
@@ -144,7 +180,7 @@ def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, tempe
         False,
         temperature,
     )
-    return _restore(_run(x5, geometry), dims, batched)
+    return _restore(_run_at_temperature(x5, geometry, temperature_tensor), dims, batched)
 
 
 def _adaptive_soft_pool(x, dims, output_size, temperature, fn):
@@ -161,9 +197,9 @@ def _adaptive_soft_pool(x, dims, output_size, temperature, fn):
         raise ValueError(f"{fn}: output_size entries must be positive ints or None, got {output_size!r}")
     if any(s < 1 for s in spatial):
         raise ValueError(f"{fn}: input has an empty spatial dimension, shape {tuple(x.shape)}")
-    temperature = _check_temperature(temperature, fn)
+    temperature, temperature_tensor = _check_temperature(temperature, x5, fn)
     geometry = PoolGeometry(_lift(out, dims, 1), adaptive=True, temperature=temperature)
-    return _restore(_run(x5, geometry), dims, batched)
+    return _restore(_run_at_temperature(x5, geometry, temperature_tensor), dims, batched)
 
 
 def soft_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, temperature=1.0):
@@ -183,6 +219,12 @@ def soft_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fa
     excluded from the window (never counted as zeros). Arguments and output size as
     ``F.max_pool3d``; ``temperature`` -> 0 approaches max pooling, large values approach average
     pooling of the window.
+
+    ``temperature`` is a positive number, or a tensor to learn it: 0-d (one value) or ``(C,)`` (one
+    per channel). A tensor runs as ``T * softpool_1(x / T)`` around the same fused op, so gradients
+    (and higher derivatives) reach it exactly; its values are not checked (that would need a device
+    sync), so keep it positive, e.g. as ``log_t.exp()`` (what ``SoftPool3d(learn_temperature=True)``
+    does). The other functions take ``temperature`` the same way.
     """
     return _soft_pool(x, 3, kernel_size, stride, padding, dilation, ceil_mode, temperature, "soft_pool3d")
 

@@ -438,6 +438,12 @@ def validate_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     check.choice("pooling.pool", POOLING_CHOICES)
     check.choice("pooling.where", WHERE_CHOICES, default="all")
     check.number("pooling.temperature", positive=True)
+    learned = check.boolean("pooling.learn_temperature")
+    if check.boolean("pooling.temperature_per_channel") and not learned:
+        raise ConfigError("pooling.temperature_per_channel=true needs pooling.learn_temperature=true")
+    pool = _get(cfg, "pooling.pool")
+    if learned and pool != "soft":
+        raise ConfigError(f"pooling.learn_temperature=true needs pooling.pool=soft, got pooling.pool={pool}")
 
     check.choice("optim.name", OPTIMIZERS)
     check.number("optim.lr", positive=True, optional=False)

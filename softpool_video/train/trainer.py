@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from softpool_video.models.swap import temperature_metrics
 from softpool_video.train import distributed as dist_utils
 from softpool_video.train.checkpoint import (
     FORMAT_VERSION,
@@ -778,7 +779,7 @@ class Trainer:
         self.loggers = build_metric_loggers(
             cfg.get("logger") if self.writes and not self.fast_dev_run else None,
             self.run_dir,
-            EPOCH_COLUMNS,
+            (*EPOCH_COLUMNS, *temperature_metrics(self.model)),  # learned temperatures: one column per layer
             self.start_epoch,
             self.step,
         )
@@ -798,6 +799,7 @@ class Trainer:
                         )
                     break
                 row: dict[str, Any] = {"epoch": epoch, "step": self.step, **metrics}
+                row.update(temperature_metrics(self.model, per_channel=True))
                 is_last_epoch = epoch == self.epochs - 1
                 if (epoch + 1) % eval_every == 0 or is_last_epoch:
                     row.update(self._validate(epoch))

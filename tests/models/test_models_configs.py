@@ -56,22 +56,25 @@ def test_model_config_matches_the_registry_and_builds(name):
 
 def test_pooling_configs():
     names = sorted(path.stem for path in (CONF / "pooling").glob("*.yaml"))
-    assert names == ["avg", "max", "original", "soft"]
+    assert names == ["avg", "max", "original", "soft", "soft_learned"]
     model_cfg = OmegaConf.load(CONF / "model" / "r2plus1d_tiny.yaml")
-    kinds = {}
+    kinds, learned = {}, {}
     for name in names:
         cfg = OmegaConf.load(CONF / "pooling" / f"{name}.yaml")
-        assert set(cfg) == {"pool", "where", "temperature"}
-        assert cfg.pool == name and cfg.pool in POOLING_CHOICES and cfg.where in WHERE_CHOICES
-        assert cfg.temperature > 0
+        assert set(cfg) == {"pool", "where", "temperature", "learn_temperature", "temperature_per_channel"}
+        assert cfg.pool == name.removesuffix("_learned") and cfg.pool in POOLING_CHOICES
+        assert cfg.where in WHERE_CHOICES and cfg.temperature > 0
         model = build_model_from_config(model_cfg, 3, cfg)
         kinds[name] = (pool_kind(model.stem[3])[0], pool_kind(model.pool)[0])
+        learned[name] = [getattr(m, "learn_temperature", False) for m in (model.stem[3], model.pool)]
     assert kinds == {
         "soft": ("soft", "adaptive_soft"),
+        "soft_learned": ("soft", "adaptive_soft"),
         "max": ("max", "adaptive_max"),
         "avg": ("avg", "adaptive_avg"),
         "original": ("max", "adaptive_avg"),
     }
+    assert learned == {name: [name == "soft_learned"] * 2 for name in names}
 
 
 def test_config_overrides_reach_the_builder():

@@ -181,3 +181,105 @@ def test_swapped_model_trains_with_autograd():
 def test_invalid_arguments_name_the_argument(kwargs, argument):
     with pytest.raises((ValueError, TypeError), match=argument):
         swap_pooling(Pools(), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learned temperatures
+
+
+def test_module_kinds_are_the_toolkit_kinds_and_their_adaptive_forms():
+    from softpool_video.constants import POOL_KINDS
+    from softpool_video.models import MODULE_POOL_KINDS
+
+    one_of_each = [nn.MaxPool2d(2), nn.AvgPool2d(2), SoftPool2d(2)]
+    one_of_each += [nn.AdaptiveMaxPool2d(1), nn.AdaptiveAvgPool2d(1), AdaptiveSoftPool2d(1)]
+    assert tuple(pool_kind(m)[0] for m in one_of_each) == MODULE_POOL_KINDS
+    assert MODULE_POOL_KINDS[: len(POOL_KINDS)] == POOL_KINDS
+
+
+def test_swap_with_learned_temperature_gives_each_softpool_a_parameter():
+    model = swap_pooling(Pools(), temperature=0.5, learn_temperature=True)
+    pools = {name: m for name, m in model.named_modules() if pool_kind(m) is not None}
+    assert len(pools) == 7
+    for name, m in pools.items():
+        assert m.learn_temperature and m.num_channels is None, name
+        torch.testing.assert_close(m.temperature.detach(), torch.tensor(0.5))
+    assert sorted(k for k in model.state_dict() if k.endswith("log_temperature")) == sorted(
+        f"{name}.log_temperature" for name in pools
+    )
+    # swapping back to max removes the parameters: the model loads a plain state dict again
+    swap_pooling(model, "max")
+    assert list(model.parameters()) == []
+
+
+class Branches(nn.Module):
+    """Two branches after a stem: the nearest conv before the second pool is not its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.MaxPool2d(2))
+        self.left = nn.Conv2d(6, 4, 1)
+        self.right_pool = nn.MaxPool2d(3, 1, 1)  # applied to the stem output (6 channels)
+        self.head = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.cat([self.left(x), self.right_pool(x)], dim=1))
+
+
+def test_channel_inference_by_structure_and_by_a_forward_pass():
+    from softpool_video.models import infer_pool_channels
+
+    model = Branches()
+    assert infer_pool_channels(model) == {
+        "stem.2": 6,
+        "right_pool": 4,
+        "head": 4,
+    }  # a guess: right_pool wrong
+    exact = infer_pool_channels(model, torch.randn(1, 3, 8, 8))
+    assert exact == {"stem.2": 6, "right_pool": 6, "head": 10}
+    assert model.training and model.stem[1].training  # the dry run restores the modes
+
+    swap_pooling(
+        model, learn_temperature=True, temperature_per_channel=True, example_input=torch.randn(1, 3, 8, 8)
+    )
+    assert [model.stem[2].num_channels, model.right_pool.num_channels, model.head.num_channels] == [6, 6, 10]
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    assert model.right_pool.log_temperature.grad.shape == (6,)
+
+
+def test_a_wrong_structural_guess_fails_at_the_first_forward_naming_temperature():
+    model = swap_pooling(Branches(), learn_temperature=True, temperature_per_channel=True)
+    with pytest.raises(ValueError, match=r"temperature must be .*\(C,\) = \(6,\).*shape \(4,\)"):
+        model(torch.randn(1, 3, 8, 8))
+
+
+def test_per_channel_without_an_inferable_channel_count_names_the_layer():
+    model = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 4, 1))
+    with pytest.raises(ValueError, match=r"cannot infer the channel count of pool '0'"):
+        swap_pooling(model, learn_temperature=True, temperature_per_channel=True)
+    swap_pooling(
+        model, learn_temperature=True, temperature_per_channel=True, example_input=torch.randn(1, 3, 4, 4)
+    )
+    assert model[0].num_channels == 3
+
+
+def test_per_channel_needs_learn_temperature():
+    with pytest.raises(ValueError, match="temperature_per_channel=True needs learn_temperature=True"):
+        swap_pooling(Pools(), temperature_per_channel=True)
+
+
+def test_registry_model_with_per_channel_temperatures_round_trips_its_state_dict():
+    from softpool_video.models import build_model
+
+    model = build_model("r2plus1d_tiny", 5, learn_temperature=True, temperature_per_channel=True)
+    learned = {n: m for n, m in model.named_modules() if getattr(m, "learn_temperature", False)}
+    assert {n: m.num_channels for n, m in learned.items()} == {"stem.3": 32, "pool": 128}
+    with torch.no_grad():
+        for m in learned.values():
+            m.log_temperature.uniform_(-1, 1)
+    again = build_model("r2plus1d_tiny", 5, learn_temperature=True, temperature_per_channel=True)
+    again.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, model.num_frames, 32, 32)
+    model.eval(), again.eval()
+    torch.testing.assert_close(again(x), model(x))

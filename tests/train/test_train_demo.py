@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -26,25 +25,7 @@ def test_demo_trains_tests_and_prints_the_results(synthetic_root, tiny_overrides
     assert len(run_dirs) == 1 and (run_dirs[0] / "eval_test" / "summary.json").is_file()
 
 
-@pytest.mark.slow
-def test_pooling_comparison_writes_the_table(synthetic_root, tiny_overrides, tmp_path, capsys):
-    overrides = [
-        "experiment=pooling_comparison",
-        *tiny_overrides(
-            synthetic_root, tmp_path, "trainer.epochs=1", f"comparison.output_dir={tmp_path / 'comparison'}"
-        ),
-    ]
-    assert demo.main(overrides) == 0
-    with (tmp_path / "comparison" / "comparison.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [row["pooling"] for row in rows] == ["soft", "max", "avg"]
-    assert all(0 <= float(row["video_top1"]) <= 100 and float(row["step_ms"]) > 0 for row in rows)
-    table = (tmp_path / "comparison" / "comparison.md").read_text()
-    assert "| soft" in table and "| max" in table and "| avg" in table
-    assert "Pooling comparison" in capsys.readouterr().out
-    # the same budget: each run trained the same number of steps on the same data
-    for pooling in ("soft", "max", "avg"):
-        assert (tmp_path / "comparison" / pooling / "checkpoints" / "last.pt").is_file()
+# experiment=pooling_comparison: tests/train/test_train_comparison.py
 
 
 def test_demo_rejects_bad_arguments(capsys):
