@@ -206,7 +206,19 @@ def open_container(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except Exception as err:
-        raise VideoDecodeError(path, f"cannot open: {type(err).__name__}: {err}") from err
+        raise VideoDecodeError(path, f"cannot open: {readable_error(err)}") from err
+
+
+def readable_error(err: BaseException) -> str:
+    """What went wrong, for people: FFmpeg's own words without its errno number or the file name
+    (``not a video FFmpeg can read (Invalid data found when processing input)``), or
+    ``Type: message`` for any other error."""
+    strerror = getattr(err, "strerror", None)
+    if strerror and hasattr(err, "errno"):  # av.error.FFmpegError and OSError
+        if type(err).__name__ == "InvalidDataError":
+            return f"not a video FFmpeg can read ({strerror})"
+        return str(strerror)
+    return f"{type(err).__name__}: {err}"
 
 
 def check_video_file(path: Path) -> None:
@@ -270,7 +282,7 @@ def build_frame_index(path: str | Path, container=None) -> FrameIndex:
                     data = bytes(packet)
                     packed = data.count(_VOP_START_CODE) > 1
         except Exception as err:  # a damaged container: keep what was read, report the rest
-            read_error = f"{type(err).__name__}: {err}"
+            read_error = readable_error(err)
     if not decode_order_pts:
         reason = "the video stream holds no frame"
         raise VideoDecodeError(path, reason if read_error is None else f"{reason} ({read_error})")

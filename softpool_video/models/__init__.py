@@ -9,12 +9,21 @@
   ``pooling``/``where`` and loads weights; :func:`register_model` adds a builder;
 * :func:`load_pretrained` reads pytorchvideo, torchvision, mmaction2, Lightning and this project's
   checkpoints from local files (``weights_only=True``, never downloads);
+* :func:`load_model_from_checkpoint` rebuilds a ``softpool-train`` model, :func:`load_foreign_model`
+  a registered backbone from another codebase's weights and a label file (``loading``);
 * :func:`model_summary` lists parameters, FLOPs for a clip and the pools with their kinds.
 """
 
 # Importing the builder modules registers their models.
 from softpool_video.models import pytorchvideo_backbones, tiny, torchvision_backbones  # noqa: F401
 from softpool_video.models.inputs import example_input, model_input, pack_pathways
+from softpool_video.models.loading import (
+    INFERENCE_DEFAULTS,
+    CheckpointError,
+    load_foreign_model,
+    load_model_from_checkpoint,
+    read_labels,
+)
 from softpool_video.models.pretrained import LoadReport, load_pretrained
 from softpool_video.models.registry import (
     MODEL_REGISTRY,
@@ -40,11 +49,13 @@ from softpool_video.models.swap import (
 )
 
 __all__ = [
+    "INFERENCE_DEFAULTS",
     "MODEL_REGISTRY",
     "POOLING_CHOICES",
     "MODULE_POOL_KINDS",
     "WHERE_CHOICES",
     "BuiltModel",
+    "CheckpointError",
     "LoadReport",
     "MissingDependencyError",
     "ModelSpec",
@@ -57,12 +68,15 @@ __all__ = [
     "example_input",
     "infer_pool_channels",
     "list_models",
+    "load_foreign_model",
+    "load_model_from_checkpoint",
     "load_pretrained",
     "missing_dependencies",
     "model_input",
     "model_summary",
     "pack_pathways",
     "pool_kind",
+    "read_labels",
     "register_model",
     "swap_pooling",
 ]

@@ -4,6 +4,8 @@
     softpool-predict videos/ more.mp4 checkpoint=best.pt topk=3 output=preds.json   # or .csv
     softpool-predict clip.mp4 checkpoint=best.pt num_clips=3 num_crops=1 device=cpu
     softpool-predict long.mp4 checkpoint=best.pt mode=timeline window=2 stride=1 plot=long.png
+    softpool-predict clip.mp4 checkpoint=best.pt out_video=clip_labelled.mp4   # labels drawn on the video
+    softpool-predict clip.mp4 model=r3d_18 weights=r3d_18-b3b3357e.pth labels=kinetics400.txt pooling=soft
 
 Prints, per video, the top-k labels with their probabilities; folders are searched recursively
 for videos and show a progress bar. Unreadable files are reported and skipped. Exit codes: 0 when
@@ -23,7 +25,7 @@ from typing import Any
 
 from softpool_video import cli
 from softpool_video.cli import Option, UsageError
-from softpool_video.constants import DECODERS
+from softpool_video.constants import DECODERS, POOLING_CHOICES
 
 __all__ = ["COMMAND", "OPTIONS", "main", "parse_args", "usage"]
 
@@ -59,10 +61,36 @@ def _num_crops(name: str, text: str) -> int:
     return int(cli.choice(("1", "3"))(name, text))
 
 
+def _model_name(name: str, text: str) -> str:
+    from softpool_video.models import list_models
+
+    return cli.choice(list_models())(name, text)
+
+
+def _rgb(name: str, text: str) -> list[float]:
+    values = cli.listing(cli.number())(name, text)
+    if len(values) != 3:
+        raise UsageError(f"{name} must be three numbers R,G,B like {name}=0.45,0.45,0.45, got {text!r}")
+    return values
+
+
 TIMELINE = ("mode", ("timeline",))
 
 OPTIONS: dict[str, Option] = {
-    "checkpoint": Option(None, cli.path(), "a .pt written by softpool-train, or its run folder (required)"),
+    "checkpoint": Option(None, cli.path(), "a .pt written by softpool-train, or its run folder"),
+    "model": Option(None, _model_name, "instead of checkpoint=: a registered model (with weights= labels=)"),
+    "weights": Option(None, cli.path(), "its weights: a pytorchvideo/torchvision/PySlowFast/mmaction2 file"),
+    "labels": Option(None, cli.path(), "its class names: one per line, or a JSON list/map"),
+    "pooling": Option(
+        "original",
+        cli.choice(POOLING_CHOICES),
+        "model=: swap its pools for soft, max or avg after loading (original: keep)",
+    ),
+    "num_frames": Option(None, cli.integer(1, optional=True), "model=: frames per clip [the model's recipe]"),
+    "sampling_rate": Option(None, cli.integer(1, optional=True), "model=: frame step [the model's recipe]"),
+    "crop_size": Option(None, cli.integer(8, optional=True), "model=: crop side in pixels [the recipe's]"),
+    "mean": Option(None, _rgb, "model=: normalisation mean R,G,B [the recipe's]"),
+    "std": Option(None, _rgb, "model=: normalisation std R,G,B [the recipe's]"),
     "topk": Option(5, cli.integer(1), "labels listed per video (at most the number of classes)"),
     "output": Option(None, cli.path((".json", ".csv")), "also write the results to a .json or .csv file"),
     "mode": Option(
@@ -86,6 +114,11 @@ OPTIONS: dict[str, Option] = {
         "clips per video [the checkpoint's test setting; timeline: 1 per window]",
     ),
     "num_crops": Option(None, _num_crops, "crops per clip, 1 or 3 [the checkpoint's]"),
+    "out_video": Option(
+        None,
+        cli.path((".mp4", ".mkv", ".mov", ".avi", ".webm")),
+        "write the video with the prediction drawn on it (NAME_<video>.mp4 for several)",
+    ),
     "device": Option("auto", cli.device(), "auto (the GPU when present), cpu, cuda or cuda:N"),
     "batch_size": Option(None, cli.integer(1, optional=True), "views per forward pass [the checkpoint's]"),
     "workers": Option("auto", _workers, "decoding processes: N, or auto (0 on CPU, up to 4 with a GPU)"),
@@ -98,14 +131,17 @@ OPTIONS: dict[str, Option] = {
 COMMAND = cli.Command(
     prog=PROG,
     summary=(
-        "Classify videos with a softpool-train checkpoint: multi-view inference (clips x crops), top-k\n"
+        "Classify videos with a softpool-train checkpoint, or a registered model with foreign weights\n"
+        "(model= weights= labels=): multi-view inference (clips x crops), top-k\n"
         "labels with probabilities per video, or per segment of long videos with mode=timeline.\n"
         "Folders are searched recursively for videos. Exit status 0 when some video was classified,\n"
         "1 when none could be (or the checkpoint or the output is unusable), 2 for a bad argument."
     ),
     options=OPTIONS,
     positionals=cli.Positionals("VIDEO", minimum=0),
-    usage_line="VIDEO [VIDEO|DIR ...] checkpoint=PATH [key=value ...]",
+    usage_line=(
+        "VIDEO [VIDEO|DIR ...] (checkpoint=PATH | model=NAME weights=PATH labels=FILE) [key=value ...]"
+    ),
 )
 
 
@@ -125,19 +161,43 @@ def parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return _checked(COMMAND.parse(argv))
 
 
+FOREIGN_ONLY = ("pooling", "num_frames", "sampling_rate", "crop_size", "mean", "std")
+
+
 def _checked(arguments: cli.Arguments) -> tuple[list[str], dict[str, Any]]:
     options = dict(arguments.values)
-    if not options["checkpoint"]:
-        raise UsageError("checkpoint=PATH is required (a last.pt or best.pt written by softpool-train)")
-    from softpool_video.predict.predictor import resolve_checkpoint
+    foreign = [key for key in ("model", "weights", "labels") if options[key] is not None]
+    if options["checkpoint"] and foreign:
+        raise UsageError(f"checkpoint= and {'='.join(foreign)}= exclude each other: give one or the other")
+    if foreign:
+        missing = [key for key in ("model", "weights", "labels") if options[key] is None]
+        if missing:
+            raise UsageError(
+                f"{', '.join(f'{key}=' for key in missing)} missing: foreign weights need model=NAME "
+                "weights=PATH labels=FILE"
+            )
+        for key in ("weights", "labels"):
+            if not Path(options[key]).is_file():
+                raise UsageError(f"{key}={options[key]}: no such file")
+    else:
+        given = [key for key in FOREIGN_ONLY if key in arguments.given]
+        if given:
+            raise UsageError(f"{given[0]}= only applies to model=NAME weights=PATH labels=FILE")
+        if not options["checkpoint"]:
+            raise UsageError(
+                "checkpoint=PATH is required (a last.pt or best.pt written by softpool-train), "
+                "or model=NAME weights=PATH labels=FILE"
+            )
+        from softpool_video.predict.predictor import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(options["checkpoint"])
-    if checkpoint.is_dir():
-        raise UsageError(
-            f"checkpoint={options['checkpoint']}: a folder without checkpoints/best.pt or checkpoints/last.pt"
-        )
-    if not checkpoint.is_file():
-        raise UsageError(f"checkpoint={options['checkpoint']}: no such file")
+        checkpoint = resolve_checkpoint(options["checkpoint"])
+        if checkpoint.is_dir():
+            raise UsageError(
+                f"checkpoint={options['checkpoint']}: a folder without checkpoints/best.pt or "
+                "checkpoints/last.pt"
+            )
+        if not checkpoint.is_file():
+            raise UsageError(f"checkpoint={options['checkpoint']}: no such file")
     if not arguments.positionals:
         raise UsageError("no VIDEO or DIR given")
     return list(arguments.positionals), options
@@ -154,7 +214,8 @@ def _workers_for(option: Any, device: str) -> int:
 
 
 def _plot_paths(plot: str, videos: Sequence[Path]) -> list[Path]:
-    """One PNG per video: ``plot`` itself for a single video, else ``<plot stem>_<video stem>.png``."""
+    """One file per video: ``plot`` itself for a single video, else ``<plot stem>_<video stem><suffix>``
+    (used for ``plot=`` and ``out_video=``)."""
     base = Path(plot)
     if len(videos) == 1:
         return [base]
@@ -183,9 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _predict(inputs: list[str], options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
+    from softpool_video.models.loading import CheckpointError
     from softpool_video.predict.predictor import Predictor, find_videos
     from softpool_video.predict.report import format_prediction, format_timeline
-    from softpool_video.train.checkpoint import CheckpointError
 
     videos, notes = find_videos(inputs)
     for note in notes:
@@ -194,9 +255,15 @@ def _predict(inputs: list[str], options: dict[str, Any]) -> int:
         _error("nothing to classify: no video found in " + ", ".join(inputs))
         return EXIT_NOTHING_CLASSIFIED
 
+    source = "checkpoint" if options["checkpoint"] else "weights"
+    foreign = {}
+    if options["model"] is not None:
+        foreign = {key: options[key] for key in ("model", "weights", "labels", "pooling")}
+        foreign.update({key: options[key] for key in FOREIGN_ONLY[1:] if options[key] is not None})
     try:
         predictor = Predictor(
             options["checkpoint"],
+            **foreign,
             device=options["device"],
             num_clips=options["num_clips"],
             num_crops=options["num_crops"],
@@ -209,7 +276,11 @@ def _predict(inputs: list[str], options: dict[str, Any]) -> int:
         CheckpointError,
         ValueError,
     ) as error:  # ValueError: the checkpoint names a setting this version lacks
-        _error(f"checkpoint={options['checkpoint']}: {cli.error_summary(error)}")
+        message = cli.error_summary(error)
+        if foreign and message.startswith(("labels=", "weights=")):
+            _error(message)
+        else:
+            _error(f"{source}={options[source]}: {message}")
         return EXIT_NOTHING_CLASSIFIED
     timeline = options["mode"] == "timeline"
     print(f"{PROG}: {predictor!r}", file=sys.stderr, flush=True)
@@ -266,6 +337,8 @@ def _write_files(options: dict[str, Any], predictor: Any, results: list[Any], vi
     except OSError as error:
         _error(f"output={options['output']}: cannot write it: {error}")
         status = EXIT_NOTHING_CLASSIFIED
+    if options["out_video"]:
+        status = max(status, _write_videos(options, results, videos))
     if options["mode"] == "timeline" and options["plot"]:
         for result, path in zip(results, _plot_paths(options["plot"], videos)):
             if not result.ok:
@@ -277,6 +350,28 @@ def _write_files(options: dict[str, Any], predictor: Any, results: list[Any], vi
                 status = EXIT_NOTHING_CLASSIFIED
             else:
                 print(f"{PROG}: wrote {path}", file=sys.stderr)
+    return status
+
+
+def _write_videos(options: dict[str, Any], results: list[Any], videos: list[Path]) -> int:
+    """The ``out_video=`` files: each classified video with its prediction drawn on it."""
+    from softpool_video.data.decoders import VideoDecodeError
+    from softpool_video.predict.annotate import annotate_prediction, annotate_timeline
+
+    status = EXIT_OK
+    for result, path in zip(results, _plot_paths(options["out_video"], videos)):
+        if not result.ok:
+            continue
+        try:
+            if options["mode"] == "timeline":
+                annotate_timeline(result.video, result, path, progress=options["progress"])
+            else:
+                annotate_prediction(result.video, result.topk, path, progress=options["progress"])
+        except (OSError, VideoDecodeError, ValueError) as error:  # ValueError: PyAV's encoder errors
+            _error(f"out_video={options['out_video']}: cannot write {path}: {cli.error_summary(error)}")
+            status = EXIT_NOTHING_CLASSIFIED
+        else:
+            print(f"{PROG}: wrote {path}", file=sys.stderr)
     return status
 
 

@@ -271,7 +271,8 @@ def _normalised(scores: torch.Tensor) -> torch.Tensor:
 
 
 class Predictor:
-    """Classify videos with a checkpoint written by ``softpool-train``.
+    """Classify videos with a checkpoint written by ``softpool-train``, or with a registered
+    backbone and another codebase's weights (``model`` + ``weights`` + ``labels``).
 
     Args:
         checkpoint: a ``.pt`` file of ``softpool-train`` (``best.pt``/``last.pt``), or its run
@@ -286,6 +287,14 @@ class Predictor:
         batch_size: views per forward pass; default the checkpoint's ``data.batch_size``.
         num_workers: processes decoding videos in parallel for ``predict_many`` (0: in this process).
         decoder: ``pyav`` | ``decord`` | ``torchcodec``; default the checkpoint's ``data.decoder``.
+        model, weights, labels: instead of ``checkpoint``: a registered model name, a local
+            pytorchvideo / torchvision / PySlowFast / mmaction2 checkpoint and a label file (one
+            class per line, or JSON); see :func:`softpool_video.models.load_foreign_model`.
+        pooling, where, temperature: with foreign weights, swap the model's pools (``soft``,
+            ``max``, ``avg``; ``original`` keeps them) after loading, no retraining.
+        clip_settings: with foreign weights, overrides of the model's test recipe
+            (``num_frames``, ``sampling_rate``, ``crop_size``, ``test_scale``, ``mean``, ``std``;
+            defaults: :data:`softpool_video.models.INFERENCE_DEFAULTS`).
 
     Raises:
         CheckpointError: the checkpoint is missing, unreadable, or not one of ours.
@@ -294,7 +303,7 @@ class Predictor:
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
         num_clips: int | None = None,
         num_crops: int | None = None,
@@ -303,8 +312,15 @@ class Predictor:
         batch_size: int | None = None,
         num_workers: int = 0,
         decoder: str | None = None,
+        model: str | None = None,
+        weights: str | os.PathLike | None = None,
+        labels: str | os.PathLike | list[str] | None = None,
+        pooling: str = "original",
+        where: str = "all",
+        temperature: float = 1.0,
+        **clip_settings: Any,
     ):
-        from softpool_video.train.checkpoint import load_model_from_checkpoint
+        from softpool_video.models.loading import load_foreign_model, load_model_from_checkpoint
 
         _check_int("num_clips", num_clips, 1, optional=True)
         if num_crops is not None and (not _is_int(num_crops) or num_crops not in (1, 3)):
@@ -316,9 +332,41 @@ class Predictor:
             raise ValueError(
                 f"decoder must be one of the installed decoders {available_backends()}, got {decoder!r}"
             )
+        foreign = model is not None or weights is not None or labels is not None
+        if foreign and checkpoint is not None:
+            raise ValueError("give either checkpoint (a softpool-train run) or model + weights + labels")
+        if not foreign and (clip_settings or pooling != "original"):
+            given = sorted(clip_settings) + (["pooling"] if pooling != "original" else [])
+            raise ValueError(f"{', '.join(given)}: only for model + weights + labels (foreign weights)")
         self.device = resolve_device(device)
-        self.checkpoint = resolve_checkpoint(checkpoint)
-        self.model, self.config, self.class_names = load_model_from_checkpoint(self.checkpoint, self.device)
+        if foreign:
+            missing = [
+                n for n, v in (("model", model), ("weights", weights), ("labels", labels)) if v is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"foreign weights need model, weights and labels; missing: {', '.join(missing)}"
+                )
+            self.checkpoint = Path(weights)
+            self.model, self.config, self.class_names = load_foreign_model(
+                model,
+                weights,
+                labels,
+                pooling=pooling,
+                where=where,
+                temperature=temperature,
+                device=self.device,
+                num_clips=num_clips,
+                num_crops=num_crops,
+                **clip_settings,
+            )
+        else:
+            if checkpoint is None:
+                raise ValueError("give checkpoint (a softpool-train run) or model + weights + labels")
+            self.checkpoint = resolve_checkpoint(checkpoint)
+            self.model, self.config, self.class_names = load_model_from_checkpoint(
+                self.checkpoint, self.device
+            )
         data = dict(self.config.get("data") or {})
         evaluation = dict(self.config.get("eval") or {})
         self._num_clips_given = num_clips is not None
@@ -360,7 +408,7 @@ class Predictor:
         data = self.config.get("data") or {}
         sampler = self.view_maker.clip_sampler
         return {
-            "checkpoint": str(self.checkpoint),
+            "checkpoint" if "weights" not in self.config else "weights": str(self.checkpoint),
             "model": self.model_name,
             "pooling": (self.config.get("pooling") or {}).get("pool"),
             "num_classes": self.num_classes,
@@ -369,6 +417,8 @@ class Predictor:
             "target_fps": sampler.target_fps,
             "test_scale": data.get("test_scale"),
             "crop_size": data.get("test_crop_size"),
+            "mean": data.get("mean"),
+            "std": data.get("std"),
             "num_clips": self.num_clips,
             "num_crops": self.num_crops,
             "aggregation": "mean of the views' softmax probabilities",
@@ -474,6 +524,7 @@ class Predictor:
                         )
                     )
                 result.num_views = clips * self.num_crops
+                result.num_clips, result.num_crops = clips, self.num_crops
         except VideoDecodeError as error:
             result.segments = []
             result.error = error.reason

@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["SegmentSpan", "Timeline", "TimelineSegment", "plot_timeline", "timeline_segments"]
+__all__ = [
+    "SegmentSpan",
+    "Timeline",
+    "TimelineSegment",
+    "class_colour",
+    "plot_timeline",
+    "timeline_segments",
+]
 
 
 class TopKMixin:
@@ -102,7 +109,6 @@ class TimelineSegment(TopKMixin):
     probabilities: list[float] = field(default_factory=list)
 
 
-
 @dataclass
 class Timeline:
     """Segment-by-segment predictions for one video (see the module docstring).
@@ -120,6 +126,18 @@ class Timeline:
     segments: list[TimelineSegment] = field(default_factory=list)
     num_views: int = 0
     error: str | None = None
+    num_clips: int = 0
+    num_crops: int = 0
+
+    @property
+    def views_text(self) -> str:
+        """``"1 clip x 3 crops = 3 views"`` per segment (``"N views"`` when the split is unknown)."""
+        views = f"{self.num_views} view" + ("" if self.num_views == 1 else "s")
+        if not (self.num_clips and self.num_crops):
+            return views
+        clips = f"{self.num_clips} clip" + ("" if self.num_clips == 1 else "s")
+        crops = f"{self.num_crops} crop" + ("" if self.num_crops == 1 else "s")
+        return f"{clips} x {crops} = {views}"
 
     @property
     def ok(self) -> bool:
@@ -135,6 +153,8 @@ class Timeline:
             "window": self.window,
             "stride": self.stride,
             "num_views": self.num_views,
+            "num_clips": self.num_clips,
+            "num_crops": self.num_crops,
             "segments": [segment.to_dict() for segment in self.segments],
         }
 
@@ -150,6 +170,24 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def class_colour(index: int) -> tuple[float, float, float]:
+    """The colour of class ``index`` (RGB in [0, 1]), the same in every plot and annotated video.
+
+    Colours follow the class index, not the order classes appear in, so a class keeps its colour
+    across the videos of a folder: the 20 colours of matplotlib's ``tab20`` (its 10 strong ones
+    first), then hues spread by the golden ratio for larger class lists.
+    """
+    import colorsys
+
+    from matplotlib import colormaps
+
+    if index < 20:
+        tab20 = colormaps["tab20"]
+        return tuple(float(c) for c in tab20((2 * index) % 20 + (index >= 10))[:3])
+    hue = (index * 0.6180339887) % 1.0
+    return colorsys.hsv_to_rgb(hue, 0.65, 0.85)
 
 
 def _shown_classes(timeline: Timeline, max_classes: int) -> list[int]:
@@ -171,33 +209,61 @@ def _shown_classes(timeline: Timeline, max_classes: int) -> list[int]:
     return shown
 
 
+def _runs(timeline: Timeline) -> list[tuple[float, float, str]]:
+    """Consecutive segments with the same top-1 label merged: ``[(start, end, label)]``."""
+    runs: list[tuple[float, float, str]] = []
+    for segment in timeline.segments:
+        if runs and runs[-1][2] == segment.label:
+            runs[-1] = (runs[-1][0], segment.end, segment.label)
+        else:
+            runs.append((segment.start, segment.end, segment.label))
+    return runs
+
+
+def _text_colour(colour) -> str:
+    """Black or white, whichever reads better on ``colour`` (by its luminance)."""
+    red, green, blue = colour[:3]
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.55 else "white"
+
+
 def plot_timeline(timeline: Timeline, path: str | Path, max_classes: int = 8) -> Path:
-    """PNG of a timeline: a strip coloured by each segment's top-1 class over the probabilities of
-    the top classes against time (seconds). Returns ``path``."""
+    """PNG of a timeline: a strip coloured by each segment's top-1 class (the label written on it
+    where it fits) over the probabilities of the top classes against time (seconds); colours are
+    fixed per class (:func:`class_colour`). Returns ``path``."""
     if not timeline.segments:
         raise ValueError(f"{timeline.video}: the timeline has no segments ({timeline.error or 'empty'})")
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shown = _shown_classes(timeline, max_classes)
-    cmap = plt.get_cmap("tab10" if len(shown) <= 10 else "tab20")
-    colour = {k: cmap(i % cmap.N) for i, k in enumerate(shown)}
     names = timeline.class_names
+    colour = {k: class_colour(k) for k in shown}
     edges = [s.start for s in timeline.segments] + [timeline.segments[-1].end]
     fig, (strip, curves) = plt.subplots(
-        2, 1, sharex=True, figsize=(10, 4.2), gridspec_kw={"height_ratios": [1, 4]}, constrained_layout=True
+        2, 1, sharex=True, figsize=(10, 4.4), gridspec_kw={"height_ratios": [1, 4]}, constrained_layout=True
     )
-    for segment in timeline.segments:
-        k = names.index(segment.label)
-        strip.broken_barh(
-            [(segment.start, segment.end - segment.start)], (0, 1), facecolors=colour[k], edgecolor="white"
-        )
+    total = edges[-1]
+    for start, end, label in _runs(timeline):
+        k = names.index(label)
+        strip.broken_barh([(start, end - start)], (0, 1), facecolors=colour[k], edgecolor="white")
+        # the axis is about 100 characters wide at this font size: write the label only where it fits
+        if (end - start) / total * 100 >= len(label) + 2:
+            strip.text(
+                (start + end) / 2,
+                0.5,
+                label,
+                ha="center",
+                va="center",
+                fontsize=8.5,
+                color=_text_colour(colour[k]),
+            )
+    strip.set_ylim(0, 1)
     strip.set_yticks([])
     strip.set_ylabel("top-1", rotation=0, ha="right", va="center")
     for k in shown:
         values = [s.probabilities[k] for s in timeline.segments]
         curves.stairs(values, edges, color=colour[k], linewidth=1.8, label=names[k], baseline=None)
-    curves.set_xlim(0, edges[-1])
+    curves.set_xlim(0, total)
     curves.set_ylim(0, 1.02)
     curves.set_xlabel("time (s)")
     curves.set_ylabel("probability")
@@ -205,7 +271,7 @@ def plot_timeline(timeline: Timeline, path: str | Path, max_classes: int = 8) ->
     curves.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     strip.set_title(
         f"{Path(timeline.video).name}: {len(timeline.segments)} segments of {timeline.stride:g} s "
-        f"(window {timeline.window:g} s)",
+        f"(window {timeline.window:g} s), {timeline.views_text} per segment",
         fontsize=10,
     )
     fig.savefig(path, dpi=110)

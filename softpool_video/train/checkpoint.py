@@ -51,6 +51,16 @@ from typing import Any
 import numpy as np
 import torch
 
+# Reading checkpoints and rebuilding their models lives below train/ (predict and visualize use it
+# without importing the training package); re-exported here for the training code and its callers.
+from softpool_video.models.loading import (
+    FORMAT_VERSION,
+    REQUIRED_KEYS,
+    CheckpointError,
+    load_checkpoint,
+    load_model_from_checkpoint,
+)
+
 __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_KEYS",
@@ -62,13 +72,6 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
 ]
-
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model", "config", "class_names", "num_classes")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, or not one of ours (exit status 1 in the tools)."""
 
 
 def _file_mode() -> int:
@@ -122,51 +125,6 @@ def remove_temporary_files(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False
-) -> dict[str, Any]:
-    """Load and sanity-check a checkpoint with ``weights_only=True``.
-
-    Raises :class:`CheckpointError` (one line, naming the file) when it is missing, not a checkpoint,
-    damaged, unsafe or not written by softpool-train.
-    """
-    from softpool_video.models.pretrained import read_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = read_checkpoint(path, mmap=mmap)
-    except (ValueError, OSError) as error:
-        raise CheckpointError(str(error)) from None
-    if map_location not in ("cpu", torch.device("cpu")):
-        state = _to_device(state, torch.device(map_location))
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
-    missing = [key for key in REQUIRED_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(
-            f"checkpoint {path} lacks {', '.join(missing)}: not written by softpool-train "
-            "(load bare weights with softpool_video.models.load_pretrained instead)"
-        )
-    if state["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format_version {state['format_version']}, this version of "
-            f"softpool_video reads up to {FORMAT_VERSION}; upgrade softpool_video"
-        )
-    return state
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_device(item, device) for item in value)
-    return value
-
-
 def capture_rng_state() -> dict[str, Any]:
     """States of the Python, NumPy, torch CPU and CUDA generators, in ``weights_only``-loadable types."""
     np_state = np.random.get_state(legacy=False)
@@ -204,52 +162,3 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         # A run resumed on a machine with a different GPU count restores what it can.
         for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state.cpu(), index)
-
-
-def load_model_from_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu", state: dict[str, Any] | None = None
-) -> tuple[torch.nn.Module, dict[str, Any], list[str]]:
-    """Rebuild the trained model from a ``softpool-train`` checkpoint, ready for inference.
-
-    ``state``: the checkpoint already loaded with :func:`load_checkpoint` (it is not read again).
-
-    Returns:
-        ``(model, config, class_names)``: the model in eval mode on ``device`` with the trained
-        weights; the run's resolved configuration as a plain dict (``config["data"]`` holds the
-        test-time clip settings: frames, sampling rate, crop size, normalization, num_clips/num_crops);
-        the class names (index = label).
-
-    Raises:
-        CheckpointError: the file is not a checkpoint, or its config does not build a model its weights fit
-            (e.g. it names another model than the one it was trained with).
-    """
-    from softpool_video.cli import UsageError
-    from softpool_video.train.config import build_model_from_config
-
-    if state is None:
-        state = load_checkpoint(path, map_location="cpu")
-    config = state["config"]
-    class_names = list(state["class_names"])
-    name = (config.get("model") or {}).get("name") if isinstance(config, dict) else None
-    try:
-        model = build_model_from_config(config, num_classes=int(state["num_classes"]), pretrained=False)
-    except (UsageError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"checkpoint {path}: its config does not build a model (model.name={name!r}): {error}"
-        ) from None
-    try:
-        model.load_state_dict(state["model"], strict=True)
-    except RuntimeError as error:
-        expected, found = set(model.state_dict()), set(state["model"])
-        detail = (
-            f"{len(expected - found)} missing and {len(found - expected)} unexpected tensors"
-            if expected != found
-            else str(error).split("\n")[1].strip()
-            if "\n" in str(error)
-            else str(error)
-        )
-        raise CheckpointError(
-            f"checkpoint {path}: its weights do not fit model {name!r} built from its own config ({detail}): "
-            "was its config edited, or the model changed since?"
-        ) from None
-    return model.to(device).eval(), config, class_names

@@ -7,11 +7,13 @@
     print(format_retention_table(retention_rows(clip.frames, pooled, (2, 2, 2))))
 
 :func:`visualize_video` does all of it and writes the side-by-side MP4/GIF per level, the PNG
-contact sheet and ``retention.csv``; :func:`visualize_features` shows a model's pooling layer.
+contact sheet, the x-t slices and ``retention.csv``; :func:`visualize_features` shows a model's
+pooling layer, :func:`visualize_gradcam` where a model finds a class (Grad-CAM).
 Videos are decoded by the project's one decoder (``softpool_video.data.decoders.decode_video``,
 re-exported here). One module per concern: ``downsample`` (pooling, reference filter,
 upsampling), ``quality`` (PSNR, SSIM), ``retention`` (the table), ``render`` (writers),
-``pipeline`` (the command), ``features`` (mode=features), ``cli``.
+``pipeline`` (the command), ``features`` (mode=features), ``gradcam`` (mode=gradcam), ``models``
+(the model and clip both look at), ``cli``.
 """
 
 from softpool_video.data.decoders import VideoClip, VideoDecodeError, decode_video
@@ -40,6 +42,10 @@ def __getattr__(name):
         from softpool_video.visualize import features
 
         return getattr(features, name)
+    if name in ("visualize_gradcam", "GradCamResult"):
+        from softpool_video.visualize import gradcam
+
+        return getattr(gradcam, name)
     raise AttributeError(f"module 'softpool_video.visualize' has no attribute {name!r}")
 
 
@@ -47,6 +53,7 @@ __all__ = [
     "POOLING_METHODS",
     "REFERENCE_FILTERS",
     "FeaturesResult",
+    "GradCamResult",
     "RetentionRow",
     "VideoClip",
     "VideoDecodeError",
@@ -63,6 +70,7 @@ __all__ = [
     "ssim",
     "upsample_to",
     "visualize_features",
+    "visualize_gradcam",
     "visualize_video",
     "write_retention_csv",
 ]

@@ -4,6 +4,8 @@
     softpool-visualize clip.mp4 kernel=1,2,2 levels=2 methods=[soft,max] output=out/clip
     softpool-visualize clip.mp4 start=2 end=6 max_side=0       # a time range at full resolution
     softpool-visualize clip.mp4 mode=features model=slowfast_r50 layer=blocks.0.pathway0_stem.pool
+    softpool-visualize clip.mp4 mode=gradcam checkpoint=best.pt target=MoveLeft
+    softpool-visualize clip.mp4 mode=gradcam model=x3d_s weights=X3D_S.pyth labels=kinetics400.json
 
 Arguments follow the grammar of every softpool tool (``softpool_video.cli``): ``key=value``, lists as
 ``a,b`` or ``[a,b]``, ``null`` for "not set"; ``softpool-visualize --help`` lists them. Exit codes: 0 done,
@@ -45,13 +47,21 @@ def _max_side(name: str, value: str) -> int | None:
     return side or None  # 0: keep the full resolution
 
 
+def _progress(name: str, value: str) -> bool | str:
+    return "auto" if value.strip() == "auto" else cli.boolean()(name, value)
+
+
 POOL = ("mode", ("pool",))
 FEATURES = ("mode", ("features",))
+MODELS = ("mode", ("features", "gradcam"))
+GRADCAM = ("mode", ("gradcam",))
 
 OPTIONS: dict[str, Option] = {
     "video": Option(None, cli.path(), "the video file (or give it first, without video=)"),
     "mode": Option(
-        "pool", cli.choice(("pool", "features")), "pool: downsample the frames; features: a model's pool"
+        "pool",
+        cli.choice(("pool", "features", "gradcam")),
+        "pool: downsample the frames; features: a model's pool; gradcam: class saliency",
     ),
     "output": Option(None, cli.path(), "output folder [outputs/visualize/<video name>]"),
     "start": Option(None, cli.number(minimum=0.0, optional=True), "first second to decode [beginning]"),
@@ -73,22 +83,34 @@ OPTIONS: dict[str, Option] = {
     ),
     "reference": Option("box", cli.choice(("box", "triangle")), "anti-aliased reference filter", POOL),
     "contact_frames": Option(4, cli.integer(1), "frames per row of the contact sheet", POOL),
-    "gif": Option(True, cli.boolean(), "also write GIFs of the side-by-side videos"),
-    "gif_width": Option(480, cli.integer(16), "width of the GIFs in pixels"),
-    "model": Option("slowfast_r50", cli.text(optional=False), "registry model name", FEATURES),
-    "checkpoint": Option(None, cli.path(), "a softpool-train checkpoint instead of model=", FEATURES),
-    "pretrained": Option(None, cli.text(), "weights for model=: a file or a published name", FEATURES),
+    "gif": Option(False, cli.boolean(), "also write GIFs of the videos (slower: off by default)"),
+    "gif_width": Option(480, cli.integer(16), "width of the GIFs in pixels (panels stay >= 200 px)"),
+    "progress": Option(
+        "auto",
+        _progress,
+        "progress bars for decoding, pooling and encoding: true, false or auto (on a terminal)",
+    ),
+    "model": Option("slowfast_r50", cli.text(optional=False), "registry model name", MODELS),
+    "checkpoint": Option(None, cli.path(), "a softpool-train checkpoint instead of model=", MODELS),
+    "weights": Option(
+        None, cli.path(), "model=: a pytorchvideo/torchvision/mmaction2 file (with labels=)", MODELS
+    ),
+    "labels": Option(None, cli.path(), "the class names of weights=: one per line, or JSON", MODELS),
+    "pretrained": Option(None, cli.text(), "weights for model=: a file or a published name", MODELS),
     "layer": Option(None, cli.text(), "pooling module name [the model's first pool]", FEATURES),
-    "num_frames": Option(None, cli.integer(1, optional=True), "clip frames [the model's]", FEATURES),
-    "crop_size": Option(None, cli.integer(1, optional=True), "clip crop side [the model's]", FEATURES),
+    "target": Option(None, cli.text(), "class to explain: a name or an index [the predicted one]", GRADCAM),
+    "num_frames": Option(None, cli.integer(1, optional=True), "clip frames [the model's]", MODELS),
+    "crop_size": Option(None, cli.integer(1, optional=True), "clip crop side [the model's]", MODELS),
+    "sampling_rate": Option(None, cli.integer(1, optional=True), "clip frame step [the model's]", GRADCAM),
 }
 
 COMMAND = cli.Command(
     prog=PROG,
     summary=(
         "Pool a video 1..levels times over time, height and width with max, avg and SoftPool and write\n"
-        "a labelled side-by-side MP4/GIF per level, a PNG contact sheet and the information-retention\n"
-        "table (PSNR/SSIM, printed and retention.csv). mode=features shows a model's pooling layer instead."
+        "a labelled side-by-side MP4 (GIF with gif=true) per level, a PNG contact sheet, an x-t slice\n"
+        "PNG and the information-retention table (PSNR/SSIM, printed and retention.csv). mode=features\n"
+        "shows a model's pooling layer instead, mode=gradcam where the model sees its class (Grad-CAM)."
     ),
     options=OPTIONS,
     positionals=cli.Positionals("VIDEO", minimum=0, maximum=1),
@@ -128,13 +150,39 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(COMMAND, lambda arguments: _visualize(_checked(arguments)), argv)
 
 
+def _show_progress(option: bool | str) -> bool:
+    # auto: bars on an interactive terminal only, so logs and error lines stay clean
+    return sys.stderr.isatty() if option == "auto" else bool(option)
+
+
 def _visualize(options: dict[str, Any]) -> int:
     from softpool_video.data.decoders import VideoDecodeError
 
     unreadable: tuple[type[Exception], ...] = (FileNotFoundError, VideoDecodeError)
     try:
+        if options["mode"] == "gradcam":
+            from softpool_video.models.loading import CheckpointError
+            from softpool_video.visualize.gradcam import describe_gradcam, visualize_gradcam
+
+            unreadable += (CheckpointError,)
+            result = visualize_gradcam(
+                options["video"],
+                model=options["model"],
+                checkpoint=options["checkpoint"],
+                pretrained=options["pretrained"],
+                weights=options["weights"],
+                labels=options["labels"],
+                target=options["target"],
+                output=options["output"],
+                start=options["start"],
+                num_frames=options["num_frames"],
+                crop_size=options["crop_size"],
+                sampling_rate=options["sampling_rate"],
+            )
+            print(describe_gradcam(result))
+            return cli.EXIT_OK
         if options["mode"] == "features":
-            from softpool_video.train.checkpoint import CheckpointError
+            from softpool_video.models.loading import CheckpointError
             from softpool_video.visualize.features import describe_features, visualize_features
 
             unreadable += (CheckpointError,)
@@ -152,6 +200,8 @@ def _visualize(options: dict[str, Any]) -> int:
                 temperature=options["temperature"],
                 gif=options["gif"],
                 gif_width=options["gif_width"],
+                weights=options["weights"],
+                labels=options["labels"],
             )
             print(describe_features(result))
             return cli.EXIT_OK
@@ -173,6 +223,7 @@ def _visualize(options: dict[str, Any]) -> int:
             contact_frames=options["contact_frames"],
             gif=options["gif"],
             gif_width=options["gif_width"],
+            progress=_show_progress(options["progress"]),
         )
     except unreadable as error:
         raise cli.Failure(cli.error_summary(error)) from error

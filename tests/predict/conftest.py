@@ -82,3 +82,24 @@ def mixed_folder(tmp_path, sample_videos) -> Path:
     shutil.copy(sample_videos["carphone_distorted"], folder / "nested" / "carphone_distorted.mp4")
     _write_unreadable(folder)
     return folder
+
+
+FOREIGN_CLASSES = ["archery", "bowling", "cooking", "dancing", "eating"]
+
+
+@pytest.fixture(scope="session")
+def foreign_tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """``(weights, labels)``: a pytorchvideo-style ``{"model_state": ...}`` file of an r2plus1d_tiny
+    with random weights for 5 classes, and a one-class-per-line label file."""
+    import torch
+
+    from softpool_video.models import build_model
+
+    root = tmp_path_factory.mktemp("foreign")
+    torch.manual_seed(1)
+    model = build_model("r2plus1d_tiny", num_classes=len(FOREIGN_CLASSES), pooling="original")
+    weights = root / "tiny.pyth"
+    torch.save({"model_state": model.state_dict(), "epoch": 3}, weights)
+    labels = root / "labels.txt"
+    labels.write_text("\n".join(FOREIGN_CLASSES) + "\n")
+    return weights, labels

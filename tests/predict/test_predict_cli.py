@@ -274,3 +274,14 @@ def test_ctrl_c_keeps_what_is_done(checkpoint, mixed_folder, tmp_path, monkeypat
     assert main([str(mixed_folder), f"checkpoint={checkpoint}", f"output={output}"]) == 130
     assert "interrupted after 2 of 4 video(s)" in capsys.readouterr().err
     assert len(json.loads(output.read_text())["videos"]) == 2
+
+
+def test_unreadable_files_are_explained_without_errno_numbers(checkpoint, unreadable_videos, capsys):
+    import re
+
+    folder = unreadable_videos[0].parent
+    assert main([str(folder), f"checkpoint={checkpoint}", "progress=false"]) == 1  # none classified: 1
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if "notes.mp4" in line]
+    assert lines and all("Errno" not in line and not re.search(r"\d{5,}", line) for line in lines), lines
+    assert any("not a video FFmpeg can read" in line for line in lines), lines

@@ -115,3 +115,54 @@ def test_timeline_plot(predictor, sample_videos, tmp_path):
     assert path.is_file()
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > 400 and image.height > 200
+
+
+def _synthetic_timeline(video: str, labels: list[int], names: list[str]):
+    from softpool_video.predict import Timeline, TimelineSegment
+
+    segments = []
+    for index, k in enumerate(labels):
+        probabilities = [0.8 if j == k else 0.2 / (len(names) - 1) for j in range(len(names))]
+        segments.append(
+            TimelineSegment(index, index + 1.0, index, index + 1.0, [(names[k], 0.8)], probabilities)
+        )
+    return Timeline(
+        video, 1.0, 1.0, names, float(len(labels)), segments, num_views=3, num_clips=1, num_crops=3
+    )
+
+
+def _pixels_of(path, colour) -> int:
+    import numpy as np
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    target = np.round(np.array(colour) * 255).astype(int)
+    return int((np.abs(pixels - target).max(axis=-1) <= 2).sum())
+
+
+def test_a_class_has_the_same_colour_in_every_plot(tmp_path):
+    from softpool_video.predict.timeline import class_colour
+
+    names = ["archery", "bowling", "cooking", "dancing"]
+    # "cooking" is the first top-1 class of one video and the second of the other
+    first = _synthetic_timeline("a.mp4", [2, 2, 0, 0], names).plot(tmp_path / "a.png")
+    second = _synthetic_timeline("b.mp4", [1, 1, 2, 2], names).plot(tmp_path / "b.png")
+    cooking, archery, bowling = class_colour(2), class_colour(0), class_colour(1)
+    assert len({cooking, archery, bowling, class_colour(3)}) == 4
+    assert _pixels_of(first, cooking) > 500 and _pixels_of(second, cooking) > 500
+    assert _pixels_of(first, archery) > 500 and _pixels_of(second, archery) < 50  # drawn where present
+    assert _pixels_of(second, bowling) > 500
+    # beyond 20 classes colours stay fixed per index and distinct from their neighbours
+    assert class_colour(25) == class_colour(25) != class_colour(26)
+
+
+def test_plot_header_names_the_views_used():
+    timeline = _synthetic_timeline("a.mp4", [0, 1], ["archery", "bowling", "cooking"])
+    assert timeline.views_text == "1 clip x 3 crops = 3 views"
+    assert timeline.to_dict()["num_crops"] == 3
+
+
+def test_real_timeline_records_clips_and_crops(checkpoint, sample_videos):
+    timeline = Predictor(checkpoint, device="cpu", num_clips=2).timeline(sample_videos["carphone_distorted"])
+    assert (timeline.num_clips, timeline.num_crops, timeline.num_views) == (2, 1, 2)
+    assert timeline.views_text == "2 clips x 1 crop = 2 views"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import av
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from softpool_video.visualize.cli import main
-from softpool_video.visualize.features import visualize_features
+from softpool_video.visualize.features import MIN_PLAYBACK_SECONDS, visualize_features
 
 
 def test_features_of_the_tiny_models_stem_pool(tmp_path, sample_videos):
@@ -23,12 +27,39 @@ def test_features_of_the_tiny_models_stem_pool(tmp_path, sample_videos):
     assert result.leaving["max"].shape[0] == channels and result.leaving["max"].shape[-1] < width
     # SoftPool is a weighted mean of each window: never above the max
     assert torch.all(result.leaving["soft"] <= result.leaving["max"] + 1e-5)
+    assert set(result.leaving) == {"max", "avg", "soft"}  # every kind of constants.POOL_KINDS
     (video,) = [p for name, p in result.files.items() if name.endswith(".mp4")]
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         decoded = list(container.decode(stream))
-        assert len(decoded) == 8  # one output frame per clip frame
-        assert stream.width == 4 * 96
+        duration = float(stream.duration * stream.time_base)
+        rate = float(stream.average_rate)
+        last = decoded[-1].to_ndarray(format="rgb24")
+    # each of the 8 clip frames is held so the video plays at least MIN_PLAYBACK_SECONDS
+    hold = math.ceil(MIN_PLAYBACK_SECONDS * rate / 8)
+    assert len(decoded) == 8 * hold and duration >= MIN_PLAYBACK_SECONDS - 0.05
+    assert all(
+        np.array_equal(
+            decoded[k * hold].to_ndarray(format="rgb24"), decoded[k * hold + 1].to_ndarray(format="rgb24")
+        )
+        or np.abs(
+            decoded[k * hold].to_ndarray(format="rgb24").astype(int)
+            - decoded[k * hold + 1].to_ndarray(format="rgb24")
+        ).mean()
+        < 1.5
+        for k in range(8)
+    )  # held frames repeat (up to the encoder's noise)
+    assert stream.width == 5 * 96  # input | entering | max | avg | soft
+    # the colour bar below the panels runs from inferno's black to its yellow
+    bar_row = last[-58 + 10]
+    import matplotlib
+
+    for x, value in ((14, 0.0), (-14, 1.0)):
+        expected = np.array(matplotlib.colormaps["inferno"](value)[:3]) * 255
+        assert np.abs(bar_row[x].astype(float) - expected).max() < 20, (x, bar_row[x], expected)
+    still = result.files["features_stem_3.png"]
+    with Image.open(still) as image:
+        assert image.width >= 600 and image.height >= 600
 
 
 def test_max_variant_matches_max_pool3d_of_the_captured_input(tmp_path, sample_videos):

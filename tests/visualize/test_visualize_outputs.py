@@ -45,6 +45,7 @@ def run(tmp_path_factory, sample_videos):
         "levels=2",
         "methods=[soft,max,avg]",
         "contact_frames=3",
+        "gif=true",
         "gif_width=300",
         f"output={output}",
     ]
@@ -59,7 +60,13 @@ def test_run_succeeds_and_prints_the_table(run):
     assert code == 0
     assert "PSNR vs box" in printed and "SSIM up" in printed
     assert clip.frames.shape == (3, FRAMES, 79, 96)
-    for name in ("retention.csv", "contact_sheet.png", "side_by_side_L1.mp4", "side_by_side_L2.gif"):
+    for name in (
+        "retention.csv",
+        "contact_sheet.png",
+        "xt_slice.png",
+        "side_by_side_L1.mp4",
+        "side_by_side_L2.gif",
+    ):
         assert (output / name).is_file() and str(output / name) in printed
 
 
@@ -96,8 +103,10 @@ def test_side_by_side_panels_show_original_max_avg_soft(run):
 
 def test_gif_duration_and_size(run):
     _, _, output, clip = run
+    _, mp4_width, mp4_height, _, _ = read_mp4(output / "side_by_side_L1.mp4")
     with Image.open(output / "side_by_side_L1.gif") as gif:
-        assert gif.size[0] == 300
+        # gif_width=300 would shrink the 96 px panels below 200 px: the GIF keeps full size instead
+        assert gif.size[0] == mp4_width and gif.size[1] in (mp4_height - 1, mp4_height)  # mp4: even sizes
         durations = []
         for index in range(gif.n_frames):
             gif.seek(index)
@@ -114,7 +123,45 @@ def test_contact_sheet_has_a_row_per_method_and_level(run):
     cell_w, cell_h = 160, round(clip.height * 160 / clip.width)
     rows = 1 + 2 * 3  # original, then 3 methods x 2 levels
     assert width == 110 + 3 * (cell_w + 4)
-    assert height == 22 + rows * (cell_h + 4)
+    assert height == 8 + 20 * 3 + 22 + rows * (cell_h + 4)  # 3 title lines, the time header, the rows
+
+
+def test_contact_sheet_title_names_video_kernel_levels_temperature_and_range(run):
+    from softpool_video.visualize.pipeline import _title
+
+    _, _, output, clip = run
+    title = " ".join(_title(clip, (2, 2, 2), 2, 1.0))
+    for part in ("carphone_pristine.mp4", "2x2x2", "levels 1..2", "temperature 1", "pixel values in ["):
+        assert part in title
+    with Image.open(output / "contact_sheet.png") as sheet:
+        strip = np.asarray(sheet.convert("L"))[6:66, :300]
+    assert (strip > 200).sum() > 300  # the title is written (light text on the dark background)
+
+
+def test_xt_slice_geometry_and_bands(run):
+    """One panel for the original and one per (level, method); time runs down, each source frame
+    ``stretch`` pixel rows, and a level-l panel changes only every kT**l frames."""
+    from softpool_video.visualize.render import xt_row
+
+    _, _, output, clip = run
+    with Image.open(output / "xt_slice.png") as image:
+        sheet = np.asarray(image.convert("RGB")).astype(int)
+    frames = COVERED[2]
+    stretch = -(-240 // frames)
+    width, axis, gap, label, top = clip.width * 2, 64, 8, 40, 8 + 20 * 3  # 96 px panels grow x2 to 192
+    assert sheet.shape[1] == axis + 3 * (width + gap)
+    assert sheet.shape[0] == top + 3 * (label + frames * stretch + gap)
+    original = sheet[top + label : top + label + frames * stretch, axis : axis + width]
+    row = xt_row(clip.frames)
+    expected = np.round(clip.frames[:, :frames, row].permute(1, 2, 0).numpy() * 255)
+    np.testing.assert_allclose(original[::stretch, ::2], expected, atol=1)  # the source row, frame by frame
+    level2 = top + 2 * (label + frames * stretch + gap) + label
+    soft_l2 = sheet[
+        level2 : level2 + frames * stretch, axis + 2 * (width + gap) : axis + 2 * (width + gap) + width
+    ]
+    per_frame = soft_l2[::stretch]
+    changes = [t for t in range(1, frames) if not np.array_equal(per_frame[t], per_frame[t - 1])]
+    assert changes and all(t % 4 == 0 for t in changes)  # level 2 of kT=2: a new picture every 4 frames
 
 
 def test_retention_csv(run):
