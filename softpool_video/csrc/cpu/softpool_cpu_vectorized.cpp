@@ -8,13 +8,28 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
 namespace softpool_video::vectorized {
 
+// Taps of the largest window (adaptive windows span at most ceil(in / out) + 1 positions per dim).
+inline int64_t max_window_taps(const Geometry& g) {
+  int64_t taps = 1;
+  for (int d = 0; d < kPoolDims; ++d) {
+    taps *= g.adaptive ? (g.input_size[d] + g.output_size[d] - 1) / g.output_size[d] + 1 : g.kernel[d];
+  }
+  return taps;
+}
+
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
+float segment_max(const float* x, int64_t n, float max_x);
+void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
+                         float* numerator);
+void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
+                       float grad_y, float inv_temperature, float* out);
 
 namespace {
 
@@ -189,6 +204,66 @@ void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step) 
     for (int64_t j = 0; j < n; ++j) dst[2 * j] += src[j];
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j * step] += src[j];
+  }
+}
+
+// Reductions over one contiguous segment of a window, for the window-reduction plan. Sixteen
+// independent accumulators (one vector) keep the loops vectorisable without reassociating a single
+// float sum; the order of the additions is fixed, so results are reproducible.
+constexpr int64_t kReductionWidth = 16;
+
+SOFTPOOL_MULTIVERSION
+float segment_max(const float* x, int64_t n, float max_x) {
+  float m[kReductionWidth];
+  for (int64_t j = 0; j < kReductionWidth; ++j) m[j] = max_x;
+  int64_t i = 0;
+  for (; i + kReductionWidth <= n; i += kReductionWidth) {
+    for (int64_t j = 0; j < kReductionWidth; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  }
+  for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
+  for (int64_t j = 0; j < kReductionWidth; ++j) max_x = m[j] > max_x ? m[j] : max_x;
+  return max_x;
+}
+
+SOFTPOOL_MULTIVERSION
+void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
+                         float* numerator) {
+  float den[kReductionWidth] = {}, num[kReductionWidth] = {};
+  // the tail is padded with -inf, whose weight is exactly 0, so one vector body does every element
+  float tail[kReductionWidth];
+  for (int64_t i = 0; i < n; i += kReductionWidth) {
+    const float* block = x + i;
+    if (i + kReductionWidth > n) {
+      for (int64_t j = 0; j < kReductionWidth; ++j) {
+        tail[j] = i + j < n ? x[i + j] : -std::numeric_limits<float>::infinity();
+      }
+      block = tail;
+    }
+    float weight[kReductionWidth], weighted[kReductionWidth];
+    for (int64_t j = 0; j < kReductionWidth; ++j) {
+      const float d = block[j] - max_x;
+      weight[j] = exp_nonpositive(d * inv_temperature);
+      weighted[j] = weight[j] > 0.0f ? weight[j] * d : 0.0f;
+    }
+    for (int64_t j = 0; j < kReductionWidth; ++j) {
+      den[j] += weight[j];
+      num[j] += weighted[j];
+    }
+  }
+  for (int64_t j = 0; j < kReductionWidth; ++j) {
+    *denominator += den[j];
+    *numerator += num[j];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
+                       float grad_y, float inv_temperature, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = (x[i] - y) * inv_temperature;
+    const float weight = exp_nonpositive(v + log_weight_offset);
+    const float value = grad_y * weight * (1.0f + v - output_residual);
+    out[i] = weight > 0.0f ? value : 0.0f;  // as window_gradient
   }
 }
 
@@ -538,6 +613,161 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Window reduction: one task per large window (global head pools, adaptive pools to small outputs).
+// Used for NCTHW inputs with unit stride along W and windows that do not overlap, so that a window
+// is a few long contiguous segments (whole rows merge into one when the window spans them) and the
+// backward writes each gradient element once, with no accumulator.
+
+// A window as `outer` x `inner` contiguous segments of `length` elements.
+struct Segments {
+  int64_t first;  // element offset of the first segment in its plane
+  int64_t outer_count, outer_step, inner_count, inner_step, length;
+};
+
+inline Segments window_segments(Strides3 s, Span st, Span sh, Span sw, int64_t H, int64_t W) {
+  Segments seg{st.first * s.t + sh.first * s.h + sw.first, st.count, st.step * s.t, sh.count, sh.step * s.h,
+               sw.count};
+  // merge whole rows (and then whole planes) that lie back to back in memory
+  if (sw.first == 0 && sw.count == W && s.h == W && (sh.step == 1 || sh.count == 1)) {
+    seg.length *= sh.count;
+    seg.inner_count = 1;
+    if (sh.first == 0 && sh.count == H && s.t == H * W && (st.step == 1 || st.count == 1)) {
+      seg.length *= st.count;
+      seg.outer_count = 1;
+    }
+  }
+  return seg;
+}
+
+// Segments are converted to float in chunks of this many elements (half and bfloat16 inputs).
+constexpr int64_t kSegmentChunk = 512;
+
+template <typename scalar_t, typename Visit>
+inline void for_each_chunk(const scalar_t* plane, const Segments& seg, float* buffer, const Visit& visit) {
+  for (int64_t a = 0; a < seg.outer_count; ++a) {
+    for (int64_t b = 0; b < seg.inner_count; ++b) {
+      const int64_t start = seg.first + a * seg.outer_step + b * seg.inner_step;
+      for (int64_t i = 0; i < seg.length; i += kSegmentChunk) {
+        const int64_t n = std::min(kSegmentChunk, seg.length - i);
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          visit(plane + start + i, n, start + i);
+        } else {
+          for (int64_t j = 0; j < n; ++j) buffer[j] = static_cast<float>(plane[start + i + j]);
+          visit(static_cast<const float*>(buffer), n, start + i);
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void forward_windows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+                     const at::Tensor& residual, const Geometry& g, float inv_t) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  float* offset_out = offset.mutable_data_ptr<float>();
+  float* residual_out = residual.mutable_data_ptr<float>();
+  const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
+  const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t windows = output.size(0) * C * OT * OH * OW;  // output and statistics: contiguous NCTHW
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
+  at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
+    float buffer[kSegmentChunk];
+    for (int64_t o = begin; o < end; ++o) {
+      const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
+      const scalar_t* plane = in + (plane_index / C) * input.stride(0) + (plane_index % C) * input.stride(1);
+      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+      const Segments seg = window_segments(in_s, st, sh, sw, g.input_size[1], g.input_size[2]);
+      float max_x = -std::numeric_limits<float>::infinity();
+      for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) { max_x = segment_max(x, n, max_x); });
+      float denominator = 0.0f, numerator = 0.0f;
+      if (finite(max_x)) {
+        for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) {
+          segment_weight_sums(x, n, max_x, inv_t, &denominator, &numerator);
+        });
+      }
+      const float delta = numerator / denominator, log_den = log_at_least_one(denominator);
+      // NaN, infinite and empty windows: the shared scalar body defines them
+      const WindowResult<float> r = finite(max_x) && finite(delta) && finite(log_den)
+                                        ? finish_window<scalar_t>(max_x, delta, log_den, inv_t)
+                                        : forward_window<scalar_t, float>(plane, in_s, st, sh, sw, inv_t);
+      out[o] = static_cast<scalar_t>(r.output);
+      offset_out[o] = r.log_weight_offset;
+      residual_out[o] = r.output_residual;
+    }
+  });
+}
+
+// Whether the windows of dimension d are disjoint, and whether they also cover every input index.
+inline bool windows_disjoint(const Geometry& g, int d) {
+  if (g.output_size[d] == 1) return true;
+  if (g.adaptive) return g.input_size[d] % g.output_size[d] == 0;
+  return g.stride[d] >= (g.kernel[d] - 1) * g.dilation[d] + 1;
+}
+
+inline bool windows_cover_input(const Geometry& g) {
+  for (int d = 0; d < kPoolDims; ++d) {
+    int64_t covered = 0;
+    for (int64_t o = 0; o < g.output_size[d]; ++o) covered += window_span(g, d, o).count;
+    if (covered != g.input_size[d] || (!g.adaptive && g.dilation[d] > 1 && g.kernel[d] > 1)) return false;
+  }
+  return true;
+}
+
+template <typename scalar_t>
+void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
+                      const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
+                      const Geometry& g, float inv_t) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* out = output.const_data_ptr<scalar_t>();
+  const float* offset_all = offset.const_data_ptr<float>();
+  const float* residual_all = residual.const_data_ptr<float>();
+  scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
+  const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
+  const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
+  const Strides3 grad_in_s = {H * W, W, 1};  // grad_input is allocated contiguous NCTHW
+  if (!windows_cover_input(g)) grad_input.zero_();  // inputs outside every window get 0
+  const int64_t windows = output.size(0) * C * OT * OH * OW;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
+  at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
+    float buffer[kSegmentChunk], gradients[kSegmentChunk];
+    for (int64_t o = begin; o < end; ++o) {
+      const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
+      const int64_t n = plane_index / C, c = plane_index % C;
+      const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
+      scalar_t* grad_plane = grad_in + plane_index * T * H * W;
+      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+      const float y = to_float(out[o]), off = offset_all[o], res = residual_all[o];
+      const float gy = to_float(grad[n * grad_output.stride(0) + c * grad_output.stride(1) +
+                                     ot * grad_output.stride(2) + oh * grad_output.stride(3) +
+                                     ow * grad_output.stride(4)]);
+      if (!(finite(y) && finite(off) && finite(res))) {  // special values: the shared window_gradient
+        for (int64_t a = 0; a < st.count; ++a) {
+          for (int64_t b = 0; b < sh.count; ++b) {
+            for (int64_t k = 0; k < sw.count; ++k) {
+              const int64_t t = st.first + a * st.step, h = sh.first + b * sh.step, w = sw.first + k * sw.step;
+              const float x = to_float(plane[t * in_s.t + h * in_s.h + w * in_s.w]);
+              grad_plane[t * grad_in_s.t + h * grad_in_s.h + w] =
+                  static_cast<scalar_t>(window_gradient(x, y, off, res, gy, inv_t));
+            }
+          }
+        }
+        continue;
+      }
+      // the input is contiguous NCTHW like grad_input, so a segment's offset is the same in both
+      const Segments seg = window_segments(in_s, st, sh, sw, H, W);
+      for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
+        segment_gradients(x, count, y, off, res, gy, inv_t, gradients);
+        scalar_t* dst = grad_plane + start;
+        for (int64_t j = 0; j < count; ++j) dst[j] = static_cast<scalar_t>(gradients[j]);
+      });
+    }
+  });
+}
+
 template <typename scalar_t>
 constexpr bool handled_dtype() {
   return std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, c10::Half> ||
@@ -546,28 +776,44 @@ constexpr bool handled_dtype() {
 
 }  // namespace
 
-// Taps of the largest window (adaptive windows span at most ceil(in / out) + 1 positions per dim).
-inline int64_t max_window_taps(const Geometry& g) {
-  int64_t taps = 1;
-  for (int d = 0; d < kPoolDims; ++d) {
-    taps *= g.adaptive ? (g.input_size[d] + g.output_size[d] - 1) / g.output_size[d] + 1 : g.kernel[d];
-  }
-  return taps;
-}
-
 // Row lanes need enough interior outputs along W to fill the vectors; shorter rows use channel lanes.
 constexpr int64_t kMinRowLanes = 8;
+// Windows at least this large (and disjoint) are reduced one per task, along contiguous segments.
+constexpr int64_t kMinReductionTaps = 64;
 
-enum class LanePlan { kScalar, kRows, kChannels };
+inline bool windows_disjoint_everywhere(const Geometry& g) {
+  for (int d = 0; d < kPoolDims; ++d) {
+    if (!windows_disjoint(g, d)) return false;
+  }
+  return true;
+}
 
-inline LanePlan plan_lanes(const Geometry& g, int64_t channels, bool channels_last) {
-  if (max_window_taps(g) > kMaxTaps) return LanePlan::kScalar;
-  if (channels_last) return LanePlan::kChannels;
+Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last) {
+  if (input.scalar_type() == at::kDouble) return Plan::kScalar;
+  if (!channels_last && input.is_contiguous() && (g.adaptive || g.dilation[2] == 1) &&
+      max_window_taps(g) >= kMinReductionTaps && windows_disjoint_everywhere(g)) {
+    return Plan::kWindows;
+  }
+  if (max_window_taps(g) > kMaxTaps) return Plan::kScalar;
+  if (channels_last) return Plan::kChannels;
   if (!g.adaptive) {
     const Interior interior = interior_along_w(g);
-    if (interior.end - interior.begin >= kMinRowLanes) return LanePlan::kRows;
+    if (interior.end - interior.begin >= kMinRowLanes) return Plan::kRows;
   }
-  return channels >= 8 ? LanePlan::kChannels : LanePlan::kScalar;
+  return input.size(1) >= 8 ? Plan::kChannels : Plan::kScalar;
+}
+
+const char* plan_name(Plan plan) {
+  switch (plan) {
+    case Plan::kRows:
+      return "rows";
+    case Plan::kChannels:
+      return "channels";
+    case Plan::kWindows:
+      return "windows";
+    default:
+      return "scalar";
+  }
 }
 
 template <typename scalar_t>
@@ -577,11 +823,14 @@ bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor
     return false;
   } else {
     const float inv_t = static_cast<float>(1.0 / temperature);
-    switch (plan_lanes(g, input.size(1), channels_last)) {
-      case LanePlan::kRows:
+    switch (plan_for(input, g, channels_last)) {
+      case Plan::kWindows:
+        forward_windows<scalar_t>(input, output, offset, residual, g, inv_t);
+        return true;
+      case Plan::kRows:
         forward_rows<scalar_t>(input, output, offset, residual, g, inv_t);
         return true;
-      case LanePlan::kChannels:
+      case Plan::kChannels:
         forward_channel_lanes<scalar_t>(input, output, offset, residual, g, inv_t, max_window_taps(g));
         return true;
       default:
@@ -598,17 +847,21 @@ bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::
     return false;
   } else {
     const float inv_t = static_cast<float>(1.0 / temperature);
-    switch (plan_lanes(g, input.size(1), channels_last)) {
-      case LanePlan::kRows:
+    const bool saved_contiguous = output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous();
+    switch (plan_for(input, g, channels_last)) {
+      case Plan::kWindows:
+        // both read output and statistics as contiguous rows; the forward allocated them so, but
+        // the raw op may be called with other layouts: those go to the scalar gather.
+        if (!(saved_contiguous && grad_input.is_contiguous())) return false;
+        backward_windows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
+        return true;
+      case Plan::kRows:
         // Row lanes read output and statistics as contiguous rows; the forward allocated them so, but
         // the raw op may be called with other layouts: those go to the scalar gather.
-        if (!(output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous() &&
-              grad_input.is_contiguous())) {
-          return false;
-        }
+        if (!(saved_contiguous && grad_input.is_contiguous())) return false;
         backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
         return true;
-      case LanePlan::kChannels:
+      case Plan::kChannels:
         backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t,
                                          max_window_taps(g));
         return true;

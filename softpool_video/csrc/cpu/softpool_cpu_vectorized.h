@@ -40,6 +40,11 @@ void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, cons
                     const float* log_weight_offset, const float* output_residual, const float* grad_y,
                     float inv_temperature, float* coefficients);
 
+// Which fast path a call takes: row lanes, channel lanes, window reduction, or none (the scalar body).
+enum class Plan { kScalar, kRows, kChannels, kWindows };
+Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last);
+const char* plan_name(Plan plan);
+
 // Return false when the case is not handled (the caller then runs the scalar body).
 template <typename scalar_t>
 bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& log_weight_offset,
