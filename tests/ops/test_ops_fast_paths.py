@@ -84,6 +84,28 @@ CASES = {
     "channels_adaptive_overlap": PathCase(
         (1, 16, 5, 7, 7), "channels", "channels", adaptive_output=(2, 2, 2)
     ),
+    # channels-last with few channels: lanes hold several neighbouring positions (C=4: 16 of them)
+    "channels_grouped_stem": PathCase(
+        (1, 4, 3, 12, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+    ),
+    "channels_grouped_dilated_ceil": PathCase(
+        (1, 3, 4, 9, 50),
+        "rows",
+        "channels",
+        kernel=(2, 2, 3),
+        stride=(1, 2, 2),
+        padding=(1, 1, 1),
+        dilation=(1, 1, 2),
+        ceil_mode=True,
+        temperature=1.7,
+    ),
+    # one and two channel blocks (64 + 6): no grouping
+    "channels_wide": PathCase(
+        (1, 40, 2, 9, 11), "channels", "channels", kernel=(3, 3, 3), stride=(2, 2, 2), padding=(1, 1, 1)
+    ),
+    "channels_two_blocks": PathCase(
+        (1, 70, 2, 6, 7), "channels", "channels", kernel=(1, 3, 3), stride=(2, 2, 2)
+    ),
     "rows_stem": PathCase(
         (1, 3, 2, 20, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
@@ -145,8 +167,18 @@ def test_float64_runs_the_scalar_body_and_passes_gradcheck(name):
     assert torch.autograd.gradcheck(case.pool, (small,))
 
 
-@pytest.mark.parametrize("name", ["windows_global_head", "windows_adaptive_tiles", "windows_strided_gaps"])
-def test_special_values_and_huge_range_in_windows_path(name):
+@pytest.mark.parametrize(
+    "name,layout",
+    [
+        ("windows_global_head", "contiguous"),
+        ("windows_adaptive_tiles", "contiguous"),
+        ("windows_strided_gaps", "contiguous"),
+        ("channels_grouped_stem", "channels_last"),
+        ("channels_two_blocks", "channels_last"),
+        ("channels_adaptive_overlap", "contiguous"),
+    ],
+)
+def test_special_values_and_huge_range(name, layout):
     case = CASES[name]
     torch.manual_seed(1)
     x = torch.randn(case.shape) * 3
@@ -155,6 +187,8 @@ def test_special_values_and_huge_range_in_windows_path(name):
     flat[x.shape[2] * x.shape[3] * x.shape[4] + 3] = float("inf")  # plane 1
     x[0, 2] = float("-inf")  # a whole plane of -inf
     x[0, 3] = x[0, 3] * 1e30  # a range far beyond exp's: weights underflow to exactly 0
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     grad = torch.randn(x.shape[:2] + case.pool(x).shape[2:])
     y_s, g_s = _forward_backward(case, x, grad, "scalar")
     y_v, g_v = _forward_backward(case, x, grad, "vectorized")
@@ -168,6 +202,7 @@ def test_special_values_and_huge_range_in_windows_path(name):
 def test_windows_backward_is_deterministic_and_zero_outside_windows():
     case = CASES["windows_strided_gaps"]
     x = torch.randn(case.shape, requires_grad=True)
+    assert case.plan_of(x, case.pool(x).shape[2:]) == "windows"
     y = case.pool(x)
     grad = torch.randn_like(y)
     (first,) = torch.autograd.grad(y, x, grad, retain_graph=True)
@@ -175,3 +210,21 @@ def test_windows_backward_is_deterministic_and_zero_outside_windows():
     assert torch.equal(first, second)
     # stride 9 > kernel 8 along W: input columns between windows receive exactly 0
     assert (first[..., 4::9] == 0).all() and (first[:, :, 1::3] == 0).all()
+
+
+def test_channels_last_backward_is_deterministic_across_thread_counts():
+    """The gather sums each input's windows in a fixed order whatever the split over threads."""
+    case = CASES["channels_grouped_stem"]
+    x = torch.randn(case.shape).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    y = case.pool(x)
+    grad = torch.randn_like(y)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            (gx,) = torch.autograd.grad(y, x, grad, retain_graph=True)
+            results.append(gx)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], r) for r in results[1:])

@@ -26,6 +26,10 @@ inline int64_t max_window_taps(const Geometry& g) {
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
 float segment_max(const float* x, int64_t n, float max_x);
+void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
+                               const float* output_residual, const float* grad_y, int64_t num_lanes,
+                               float inv_temperature, float* acc);
+bool lanes_finite(const float* y, const float* log_weight_offset, const float* output_residual, int64_t num_lanes);
 void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
                          float* numerator);
 void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
@@ -205,6 +209,31 @@ void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step) 
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j * step] += src[j];
   }
+}
+
+// acc[lane] += the gradient one window sends to input x[lane] (window_gradient), for lanes of
+// windows with finite output and statistics (lanes_finite).
+SOFTPOOL_MULTIVERSION
+void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
+                               const float* output_residual, const float* grad_y, int64_t num_lanes,
+                               float inv_temperature, float* acc) {
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    const float v = (x[j] - y[j]) * inv_temperature;
+    const float weight = exp_nonpositive(v + log_weight_offset[j]);
+    const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
+    acc[j] += weight > 0.0f ? value : 0.0f;
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+bool lanes_finite(const float* y, const float* log_weight_offset, const float* output_residual, int64_t num_lanes) {
+  uint32_t special = 0;  // exponent bits all ones: inf or NaN
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    special |= static_cast<uint32_t>((float_to_bits(y[j]) & 0x7F800000u) == 0x7F800000u) |
+               static_cast<uint32_t>((float_to_bits(log_weight_offset[j]) & 0x7F800000u) == 0x7F800000u) |
+               static_cast<uint32_t>((float_to_bits(output_residual[j]) & 0x7F800000u) == 0x7F800000u);
+  }
+  return special == 0;
 }
 
 // Reductions over one contiguous segment of a window, for the window-reduction plan. Sixteen
@@ -480,6 +509,9 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
   const int64_t C = input.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t positions = input.size(0) * OT * OH * OW;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, C * max_taps));
+  // grouping positions needs windows of one tap pattern along W: the interior of a strided pool
+  const int64_t positions_per_group = g.adaptive || C > kLanes / 2 ? 1 : kLanes / C;
+  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
@@ -488,6 +520,41 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
       const int64_t out_offset = n * os.n + ot * os.t + oh * os.h + ow * os.w;
       const int64_t num_taps = st.count * sh.count * sw.count;
+      // Few channels: the lanes hold `group` neighbouring interior positions along W, C lanes each,
+      // so that the vectors stay full (their windows have the same taps, shifted by the stride).
+      const int64_t group = std::min({positions_per_group, interior.end - ow, end - pos});
+      if (group >= 2 && ow >= interior.begin && num_taps > 0) {
+        const int64_t lanes = group * C;
+        int64_t k = 0;
+        for (int64_t a = 0; a < st.count; ++a) {
+          for (int64_t b = 0; b < sh.count; ++b) {
+            for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
+              const scalar_t* src = in + n * is.n + (st.first + a * st.step) * is.t +
+                                    (sh.first + b * sh.step) * is.h + (sw.first + cw * sw.step) * is.w;
+              for (int64_t q = 0; q < group; ++q) {
+                gather_lanes(taps.data() + k * kLanes + q * C, src + q * g.stride[2] * is.w, C, is.c);
+              }
+            }
+          }
+        }
+        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        for (int64_t q = 0; q < group; ++q) {
+          const int64_t position_offset = out_offset + q * os.w;
+          const Span sw_q = window_span(g, 2, ow + q);
+          for (int64_t c = 0; c < C; ++c) {
+            const int64_t j = q * C + c;
+            const WindowResult<float> r =
+                finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])
+                    ? finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t)
+                    : forward_window<scalar_t, float>(in + n * is.n + c * is.c, in_s, st, sh, sw_q, inv_t);
+            out[position_offset + c * os.c] = static_cast<scalar_t>(r.output);
+            offset_out[position_offset + c * os.c] = r.log_weight_offset;
+            residual_out[position_offset + c * os.c] = r.output_residual;
+          }
+        }
+        pos += group - 1;
+        continue;
+      }
       for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
         const int64_t lanes = std::min(kLanes, C - c0);
         auto store = [&](int64_t j, const WindowResult<float>& r) {
@@ -525,10 +592,30 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
   });
 }
 
+// For each input index along one dimension, the outputs whose window holds it (compressed rows:
+// outputs[begin[i] .. begin[i + 1])), computed once per call so the gather does no integer division.
+struct CoveringOutputs {
+  std::vector<int64_t> begin, outputs;
+  CoveringOutputs(const Geometry& g, int d) : begin(static_cast<size_t>(g.input_size[d] + 1), 0) {
+    for (int64_t i = 0; i < g.input_size[d]; ++i) {
+      int64_t lo, hi;
+      covering_outputs(g, d, i, &lo, &hi);
+      for (int64_t o = lo; o < hi; ++o) {
+        if (span_contains(window_span(g, d, o), i)) outputs.push_back(o);
+      }
+      begin[i + 1] = static_cast<int64_t>(outputs.size());
+    }
+  }
+};
+
+// Backward with channel lanes: a gather. Each task takes input positions (n, t, h, w) and, for a
+// block of up to kLanes channels, sums the gradient of every window that covers the position, in a
+// fixed order: no accumulator beyond kLanes floats, any number of threads whatever N and C, and
+// bitwise reproducible. Lanes of windows with special values use the shared window_gradient.
 template <typename scalar_t>
 void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                             const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-                            const Geometry& g, float inv_t, int64_t max_taps) {
+                            const Geometry& g, float inv_t) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
@@ -536,78 +623,62 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
   const float* residual_all = residual.const_data_ptr<float>();
   scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
   const Strides5 is = strides5(input), os = strides5(output), gis = strides5(grad_input);
-  const Strides5 offs = strides5(offset), ress = strides5(residual);
-  const int64_t grad_c = grad_output.stride(1);
-  const Strides3 in_s = {is.t, is.h, is.w};
+  const Strides5 offs = strides5(offset), ress = strides5(residual), gos = strides5(grad_output);
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
-  const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
-  const int64_t blocks_per_sample = (C + kLanes - 1) / kLanes;
-  // Each task owns the channel block [c0, c0 + kLanes) of one sample and accumulates into a float
-  // (T, H, W, lanes) buffer, then writes it out: no two tasks touch the same gradient element.
-  at::parallel_for(0, input.size(0) * blocks_per_sample, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
-    std::vector<float> coefficients(taps.size());
-    std::vector<float> acc(static_cast<size_t>(T * H * W * kLanes));
-    const Strides3 acc_s = {H * W * kLanes, W * kLanes, kLanes};
-    float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks_per_sample, c0 = (task % blocks_per_sample) * kLanes;
-      const int64_t lanes = std::min(kLanes, C - c0);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t ot = 0; ot < OT; ++ot) {
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
-            const int64_t num_taps = st.count * sh.count * sw.count;
-            if (num_taps == 0) continue;
-            const int64_t o = n * os.n + ot * os.t + oh * os.h + ow * os.w + c0 * os.c;
-            const int64_t o_off = n * offs.n + ot * offs.t + oh * offs.h + ow * offs.w + c0 * offs.c;
-            const int64_t o_res = n * ress.n + ot * ress.t + oh * ress.h + ow * ress.w + c0 * ress.c;
-            const scalar_t* g_ptr = grad + n * grad_output.stride(0) + ot * grad_output.stride(2) +
-                                    oh * grad_output.stride(3) + ow * grad_output.stride(4) + c0 * grad_c;
-            for (int64_t j = 0; j < kLanes; ++j) {
-              const bool used = j < lanes;
-              y[j] = used ? to_float(out[o + j * os.c]) : 0.0f;
-              off[j] = used ? offset_all[o_off + j * offs.c] : 0.0f;
-              res[j] = used ? residual_all[o_res + j * ress.c] : 0.0f;
-              gy[j] = used ? to_float(g_ptr[j * grad_c]) : 0.0f;
-            }
-            int64_t k = 0;
-            for (int64_t a = 0; a < st.count; ++a) {
-              for (int64_t b = 0; b < sh.count; ++b) {
-                for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
-                  const scalar_t* src = in + n * is.n + (st.first + a * st.step) * is.t +
-                                        (sh.first + b * sh.step) * is.h + (sw.first + cw * sw.step) * is.w +
-                                        c0 * is.c;
-                  float* dst = taps.data() + k * kLanes;
-                  gather_lanes(dst, src, lanes, is.c);
-                  for (int64_t j = lanes; j < kLanes; ++j) dst[j] = 0.0f;
-                }
+  const CoveringOutputs cover_t(g, 0), cover_h(g, 1), cover_w(g, 2);
+  const int64_t positions = input.size(0) * T * H * W;
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
+  // float channels-last tensors are read in place (channel stride 1); others are staged as floats
+  const bool in_place = std::is_same_v<scalar_t, float> && is.c == 1 && os.c == 1 && offs.c == 1 && ress.c == 1 &&
+                        gos.c == 1 && gis.c == 1;
+  at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
+    float x_buf[kLanes], y_buf[kLanes], off_buf[kLanes], res_buf[kLanes], gy_buf[kLanes], acc[kLanes];
+    for (int64_t pos = begin; pos < end; ++pos) {
+      const int64_t w = pos % W, h = (pos / W) % H, t = (pos / (W * H)) % T, n = pos / (W * H * T);
+      for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
+        const int64_t lanes = std::min(kLanes, C - c0);
+        const scalar_t* x_ptr = in + n * is.n + t * is.t + h * is.h + w * is.w + c0 * is.c;
+        const float* x = x_buf;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (in_place) x = x_ptr;
+        }
+        if (!in_place) {
+          for (int64_t j = 0; j < lanes; ++j) x_buf[j] = to_float(x_ptr[j * is.c]);
+        }
+        for (int64_t j = 0; j < lanes; ++j) acc[j] = 0.0f;
+        for (int64_t a = cover_t.begin[t]; a < cover_t.begin[t + 1]; ++a) {
+          const int64_t ot = cover_t.outputs[a];
+          for (int64_t b = cover_h.begin[h]; b < cover_h.begin[h + 1]; ++b) {
+            const int64_t oh = cover_h.outputs[b];
+            for (int64_t k = cover_w.begin[w]; k < cover_w.begin[w + 1]; ++k) {
+              const int64_t ow = cover_w.outputs[k];
+              const scalar_t* y_ptr = out + n * os.n + ot * os.t + oh * os.h + ow * os.w + c0 * os.c;
+              const float* off = offset_all + n * offs.n + ot * offs.t + oh * offs.h + ow * offs.w + c0 * offs.c;
+              const float* res = residual_all + n * ress.n + ot * ress.t + oh * ress.h + ow * ress.w + c0 * ress.c;
+              const scalar_t* g_ptr = grad + n * gos.n + ot * gos.t + oh * gos.h + ow * gos.w + c0 * gos.c;
+              const float *y = y_buf, *gy = gy_buf;
+              if constexpr (std::is_same_v<scalar_t, float>) {
+                if (in_place) y = y_ptr, gy = g_ptr;
               }
-            }
-            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
-            k = 0;
-            for (int64_t a = 0; a < st.count; ++a) {
-              for (int64_t b = 0; b < sh.count; ++b) {
-                for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
-                  float* dst = acc.data() + (st.first + a * st.step) * acc_s.t + (sh.first + b * sh.step) * acc_s.h +
-                               (sw.first + cw * sw.step) * acc_s.w;
-                  const float* src = coefficients.data() + k * kLanes;
-                  for (int64_t j = 0; j < kLanes; ++j) dst[j] += src[j];
+              if (!in_place) {
+                for (int64_t j = 0; j < lanes; ++j) {
+                  y_buf[j] = to_float(y_ptr[j * os.c]);
+                  off_buf[j] = off[j * offs.c];
+                  res_buf[j] = res[j * ress.c];
+                  gy_buf[j] = to_float(g_ptr[j * gos.c]);
                 }
+                off = off_buf, res = res_buf;
+              }
+              if (lanes_finite(y, off, res, lanes)) {
+                accumulate_lane_gradients(x, y, off, res, gy, lanes, inv_t, acc);
+              } else {
+                for (int64_t j = 0; j < lanes; ++j) acc[j] += window_gradient(x[j], y[j], off[j], res[j], gy[j], inv_t);
               }
             }
           }
         }
-      }
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t h = 0; h < H; ++h) {
-          for (int64_t w = 0; w < W; ++w) {
-            scalar_t* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0 * gis.c;
-            const float* src = acc.data() + t * acc_s.t + h * acc_s.h + w * acc_s.w;
-            for (int64_t j = 0; j < lanes; ++j) dst[j * gis.c] = static_cast<scalar_t>(src[j]);
-          }
-        }
+        scalar_t* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0 * gis.c;
+        for (int64_t j = 0; j < lanes; ++j) dst[j * gis.c] = static_cast<scalar_t>(acc[j]);
       }
     }
   });
@@ -862,8 +933,7 @@ bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::
         backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
         return true;
       case Plan::kChannels:
-        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t,
-                                         max_window_taps(g));
+        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
         return true;
       default:
         return false;
