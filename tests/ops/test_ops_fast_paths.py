@@ -228,3 +228,44 @@ def test_channels_last_backward_is_deterministic_across_thread_counts():
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(CASES))
+def test_cuda_kernels_match_cpu_on_every_path(name, dtype, layout):
+    """The head/adaptive cases take the warp-per-output forward on CUDA (NCTHW, >= 64 taps)."""
+    case = CASES[name]
+    torch.manual_seed(2)
+    x = _input(case, dtype, layout)
+    output_size = case.pool(x.float()).shape[2:]
+    grad = torch.randn(x.shape[:2] + output_size).to(dtype)
+    y_cpu, g_cpu = _forward_backward(case, x, grad, "vectorized")
+    x_gpu = x.cuda().requires_grad_()
+    y_gpu = case.pool(x_gpu)
+    (g_gpu,) = torch.autograd.grad(y_gpu, x_gpu, grad.cuda())
+    tol = {torch.float32: 2e-5, torch.float64: 1e-10, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=tol, atol=tol)
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=tol, atol=tol)
+    (g_again,) = torch.autograd.grad(case.pool(x_gpu), x_gpu, grad.cuda())
+    assert torch.equal(g_again, g_gpu)
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["windows_global_head", "windows_strided_gaps", "channels_grouped_stem"])
+def test_cuda_special_values_match_cpu(name):
+    case = CASES[name]
+    torch.manual_seed(1)
+    x = torch.randn(case.shape) * 3
+    x.view(-1)[5] = float("nan")
+    x[0, 1, 0, 0, 0] = float("inf")
+    x[0, 2] = float("-inf")
+    x[0, 3] = x[0, 3] * 1e30
+    y_cpu = case.pool(x)
+    torch.testing.assert_close(case.pool(x.cuda()).cpu(), y_cpu, rtol=2e-5, atol=2e-5, equal_nan=True)
