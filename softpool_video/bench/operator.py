@@ -247,6 +247,9 @@ def _main(args: cli.Arguments) -> int:
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
     shapes = [s for s in SHAPES if args.shapes is None or s.name in args.shapes]
+    # one specialised graph per shape and layout: more than dynamo's default of 8, past which the
+    # "compiled" composite would silently run eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(SHAPES))
     methods = _methods(torch.compile(composite_soft_pool, dynamic=False))
     print(
         f"softpool-bench op: device={device} dtype={args.dtype} threads={torch.get_num_threads()} "
