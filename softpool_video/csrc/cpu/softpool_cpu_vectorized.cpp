@@ -30,6 +30,9 @@ void accumulate_lane_gradients(const float* x, const float* y, const float* log_
                                const float* output_residual, const float* grad_y, int64_t num_lanes,
                                float inv_temperature, float* acc);
 bool lanes_finite(const float* y, const float* log_weight_offset, const float* output_residual, int64_t num_lanes);
+void accumulate_windows(const float* x, const float* const* y, const float* const* log_weight_offset,
+                        const float* const* output_residual, const float* const* grad_y, int64_t num_windows,
+                        int64_t num_lanes, float inv_temperature, float* acc);
 void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
                          float* numerator);
 void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
@@ -234,6 +237,63 @@ bool lanes_finite(const float* y, const float* log_weight_offset, const float* o
                static_cast<uint32_t>((float_to_bits(output_residual[j]) & 0x7F800000u) == 0x7F800000u);
   }
   return special == 0;
+}
+
+constexpr int64_t kShortLanes = 16;
+
+// accumulate_lane_gradients over several windows (pointers to their lanes) in one call, in order;
+// lanes of a window with a special value use the shared window_gradient.
+SOFTPOOL_MULTIVERSION
+void accumulate_windows(const float* x, const float* const* y, const float* const* log_weight_offset,
+                        const float* const* output_residual, const float* const* grad_y, int64_t num_windows,
+                        int64_t num_lanes, float inv_temperature, float* acc) {
+  for (int64_t o = 0; o < num_windows; ++o) {
+    const float *yo = y[o], *lo = log_weight_offset[o], *ro = output_residual[o], *go = grad_y[o];
+    uint32_t special = 0;
+    for (int64_t j = 0; j < num_lanes; ++j) {
+      special |= static_cast<uint32_t>((float_to_bits(yo[j]) & 0x7F800000u) == 0x7F800000u) |
+                 static_cast<uint32_t>((float_to_bits(lo[j]) & 0x7F800000u) == 0x7F800000u) |
+                 static_cast<uint32_t>((float_to_bits(ro[j]) & 0x7F800000u) == 0x7F800000u);
+    }
+    if (special) {
+      for (int64_t j = 0; j < num_lanes; ++j) acc[j] += window_gradient(x[j], yo[j], lo[j], ro[j], go[j], inv_temperature);
+      continue;
+    }
+    if (num_lanes <= kShortLanes / 2) {  // the common C <= 8: half a vector, as 8-wide AVX
+      constexpr int64_t half = kShortLanes / 2;
+      float xs[half] = {}, ys[half] = {}, ls[half] = {}, rs[half] = {}, gs[half] = {}, out[half];
+      for (int64_t j = 0; j < num_lanes; ++j) xs[j] = x[j], ys[j] = yo[j], ls[j] = lo[j], rs[j] = ro[j], gs[j] = go[j];
+      for (int64_t j = 0; j < half; ++j) {
+        const float v = (xs[j] - ys[j]) * inv_temperature;
+        const float weight = exp_nonpositive(v + ls[j]);
+        const float value = gs[j] * weight * (1.0f + v - rs[j]);
+        out[j] = weight > 0.0f ? value : 0.0f;
+      }
+      for (int64_t j = 0; j < num_lanes; ++j) acc[j] += out[j];
+      continue;
+    }
+    if (num_lanes <= kShortLanes) {
+      // few channels: one full vector over zero-padded copies (a loop of unknown trip count below
+      // one vector would run scalar)
+      float xs[kShortLanes] = {}, ys[kShortLanes] = {}, ls[kShortLanes] = {}, rs[kShortLanes] = {},
+            gs[kShortLanes] = {}, out[kShortLanes];
+      for (int64_t j = 0; j < num_lanes; ++j) xs[j] = x[j], ys[j] = yo[j], ls[j] = lo[j], rs[j] = ro[j], gs[j] = go[j];
+      for (int64_t j = 0; j < kShortLanes; ++j) {
+        const float v = (xs[j] - ys[j]) * inv_temperature;
+        const float weight = exp_nonpositive(v + ls[j]);
+        const float value = gs[j] * weight * (1.0f + v - rs[j]);
+        out[j] = weight > 0.0f ? value : 0.0f;
+      }
+      for (int64_t j = 0; j < num_lanes; ++j) acc[j] += out[j];
+      continue;
+    }
+    for (int64_t j = 0; j < num_lanes; ++j) {
+      const float v = (x[j] - yo[j]) * inv_temperature;
+      const float weight = exp_nonpositive(v + lo[j]);
+      const float value = go[j] * weight * (1.0f + v - ro[j]);
+      acc[j] += weight > 0.0f ? value : 0.0f;
+    }
+  }
 }
 
 // Reductions over one contiguous segment of a window, for the window-reduction plan. Sixteen
@@ -633,6 +693,8 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
                         gos.c == 1 && gis.c == 1;
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     float x_buf[kLanes], y_buf[kLanes], off_buf[kLanes], res_buf[kLanes], gy_buf[kLanes], acc[kLanes];
+    constexpr int64_t kWindowBatch = 32;
+    const float *y_list[kWindowBatch], *off_list[kWindowBatch], *res_list[kWindowBatch], *gy_list[kWindowBatch];
     for (int64_t pos = begin; pos < end; ++pos) {
       const int64_t w = pos % W, h = (pos / W) % H, t = (pos / (W * H)) % T, n = pos / (W * H * T);
       for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
@@ -646,6 +708,37 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
           for (int64_t j = 0; j < lanes; ++j) x_buf[j] = to_float(x_ptr[j * is.c]);
         }
         for (int64_t j = 0; j < lanes; ++j) acc[j] = 0.0f;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (in_place) {  // one call for all covering windows, in the same order as below
+            int64_t count = 0;
+            auto flush = [&] {
+              accumulate_windows(x, y_list, off_list, res_list, gy_list, count, lanes, inv_t, acc);
+              count = 0;
+            };
+            for (int64_t a = cover_t.begin[t]; a < cover_t.begin[t + 1]; ++a) {
+              const int64_t ot = cover_t.outputs[a];
+              for (int64_t b = cover_h.begin[h]; b < cover_h.begin[h + 1]; ++b) {
+                const int64_t oh = cover_h.outputs[b];
+                const int64_t base_y = n * os.n + ot * os.t + oh * os.h + c0;
+                const int64_t base_off = n * offs.n + ot * offs.t + oh * offs.h + c0;
+                const int64_t base_res = n * ress.n + ot * ress.t + oh * ress.h + c0;
+                const int64_t base_g = n * gos.n + ot * gos.t + oh * gos.h + c0;
+                for (int64_t k = cover_w.begin[w]; k < cover_w.begin[w + 1]; ++k) {
+                  const int64_t ow = cover_w.outputs[k];
+                  y_list[count] = out + base_y + ow * os.w;
+                  off_list[count] = offset_all + base_off + ow * offs.w;
+                  res_list[count] = residual_all + base_res + ow * ress.w;
+                  gy_list[count] = grad + base_g + ow * gos.w;
+                  if (++count == kWindowBatch) flush();
+                }
+              }
+            }
+            if (count > 0) flush();
+            float* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0;
+            for (int64_t j = 0; j < lanes; ++j) dst[j] = acc[j];
+            continue;
+          }
+        }
         for (int64_t a = cover_t.begin[t]; a < cover_t.begin[t + 1]; ++a) {
           const int64_t ot = cover_t.outputs[a];
           for (int64_t b = cover_h.begin[h]; b < cover_h.begin[h + 1]; ++b) {
