@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 BUILD_INPUTS := setup.py pyproject.toml $(CONSTRAINTS) softpool_video/_buildinfo.py softpool_video/_version.py \
 	$(wildcard softpool_video/csrc/*.* softpool_video/csrc/*/*.*)
 
-.PHONY: setup demo test lint bench wheel clean
+.PHONY: setup demo test lint bench gpu-check wheel clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ test: lint
 
 bench: setup
 	$(VENV)/bin/softpool-bench op
+
+# On a machine with a GPU: every CUDA test, the CUDA operator benchmark and one SlowFast training
+# step, in one report (bench_results/gpu_check.md). Without a GPU it says so and fails.
+gpu-check: setup
+	$(VENV)/bin/softpool-bench gpu-check
 
 # A wheel for this environment's torch in dist/ (install it where the same torch is installed).
 wheel: setup

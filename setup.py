@@ -4,7 +4,7 @@ The compiled extension ``softpool_video._C`` holds the SoftPool operator:
 - the CPU kernels are always built;
 - the CUDA kernels are built when a CUDA toolkit and a CUDA build of torch are both present.
   ``SOFTPOOL_CUDA=0`` forces them off, ``SOFTPOOL_CUDA=1`` forces them on (and fails if no toolkit).
-  ``TORCH_CUDA_ARCH_LIST`` overrides the default architectures (Ampere, Ada, Hopper + PTX).
+  ``TORCH_CUDA_ARCH_LIST`` overrides the default architectures (Turing, Ampere, Ada, Hopper + PTX).
 
 It is compiled against the torch that is installed, so build without isolation:
 ``pip install --no-build-isolation .`` (or ``-e .``) after installing torch. The build records the
@@ -25,7 +25,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CUDA_ARCHS = "8.0;8.6;8.9;9.0+PTX"
+# 7.5: Turing (T4, the common free and cloud inference GPU); without it T4 users get "no kernel image".
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
 def _load_buildinfo():

@@ -20,6 +20,10 @@ SUBCOMMANDS = {
         "softpool_video.bench.retention",
         "information retention (PSNR/SSIM) of soft/max/avg pooling",
     ),
+    "gpu-check": (
+        "softpool_video.bench.gpu_check",
+        "every CUDA test, the CUDA operator benchmark and a SlowFast step, in one report",
+    ),
 }
 
 PROG = "softpool-bench"

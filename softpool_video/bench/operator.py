@@ -31,14 +31,21 @@ class PoolShape:
     kernel: tuple[int, int, int]
     stride: tuple[int, int, int]
     padding: tuple[int, int, int]
+    channels_last: bool = False  # the input is channels_last_3d
+    adaptive: bool = False  # adaptive pooling to 1x1x1 (the kernel is then the whole input)
 
 
 SHAPES = [
     PoolShape("slow stem", (2, 64, 8, 112, 112), (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+    PoolShape("slow stem cl", (2, 64, 8, 112, 112), (1, 3, 3), (1, 2, 2), (0, 1, 1), channels_last=True),
     PoolShape("fast stem", (2, 8, 32, 112, 112), (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+    PoolShape("fast stem cl", (2, 8, 32, 112, 112), (1, 3, 3), (1, 2, 2), (0, 1, 1), channels_last=True),
     PoolShape("k=s=2", (2, 64, 16, 56, 56), (2, 2, 2), (2, 2, 2), (0, 0, 0)),
     PoolShape("head", (2, 2048, 8, 7, 7), (8, 7, 7), (1, 1, 1), (0, 0, 0)),
+    PoolShape("head adaptive", (2, 2048, 8, 7, 7), (8, 7, 7), (1, 1, 1), (0, 0, 0), adaptive=True),
 ]
+# "<name> cl" is compared with "<name>" (same shape, contiguous) in the summary.
+CHANNELS_LAST_SUFFIX = " cl"
 
 
 def composite_soft_pool(x, kernel, stride, padding):
@@ -62,10 +69,22 @@ def original_cpu_formula(x, kernel, stride, padding):
 
 
 def _methods(compiled_composite) -> dict[str, Callable]:
+    """name -> fn(x, shape); adaptive shapes pool to 1x1x1 with the adaptive functions."""
+
+    def pick(adaptive_fn, fn):
+        return lambda x, s: adaptive_fn(x) if s.adaptive else fn(x, s)
+
     return {
-        "softpool3d": lambda x, s: sv.soft_pool3d(x, s.kernel, s.stride, s.padding),
-        "max_pool3d": lambda x, s: F.max_pool3d(x, s.kernel, s.stride, s.padding),
-        "avg_pool3d": lambda x, s: F.avg_pool3d(x, s.kernel, s.stride, s.padding),
+        "softpool3d": pick(
+            lambda x: sv.adaptive_soft_pool3d(x, 1),
+            lambda x, s: sv.soft_pool3d(x, s.kernel, s.stride, s.padding),
+        ),
+        "max_pool3d": pick(
+            lambda x: F.adaptive_max_pool3d(x, 1), lambda x, s: F.max_pool3d(x, s.kernel, s.stride, s.padding)
+        ),
+        "avg_pool3d": pick(
+            lambda x: F.adaptive_avg_pool3d(x, 1), lambda x, s: F.avg_pool3d(x, s.kernel, s.stride, s.padding)
+        ),
         "composite": lambda x, s: composite_soft_pool(x, s.kernel, s.stride, s.padding),
         "composite_compiled": lambda x, s: compiled_composite(x, s.kernel, s.stride, s.padding),
         "original_cpu": lambda x, s: original_cpu_formula(x, s.kernel, s.stride, s.padding),
@@ -105,6 +124,8 @@ def _peak_extra_cuda(fn, x, spec, grad) -> int:
 
 def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype, repeats: int) -> dict:
     x = torch.randn(spec.shape, device=device, dtype=dtype)
+    if spec.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     xg = x.clone().requires_grad_()
     grads = {}
     for name, fn in methods.items():  # warm up (and compile) every method once
@@ -151,6 +172,7 @@ def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype
 
 
 def format_table(results: dict, device_type: str) -> str:
+    """One table per shape: times, ratios to max_pool3d (adaptive_max_pool3d for adaptive shapes)."""
     memory_label = "peak extra MB" if device_type == "cuda" else "held MB"
     lines = []
     for shape_name, methods in results.items():
@@ -170,6 +192,25 @@ def format_table(results: dict, device_type: str) -> str:
                 f"{speedup:>17.2f}x{m['memory_mb']:>15.1f}"
             )
     return "\n".join(lines)
+
+
+def format_layout_summary(results: dict) -> str:
+    """SoftPool on channels_last_3d inputs relative to the same shape contiguous (target <= 1.25)."""
+    lines = []
+    for name, methods in results.items():
+        if not name.endswith(CHANNELS_LAST_SUFFIX) or name[: -len(CHANNELS_LAST_SUFFIX)] not in results:
+            continue
+        soft, base = methods["softpool3d"], results[name[: -len(CHANNELS_LAST_SUFFIX)]]["softpool3d"]
+        lines.append(
+            f"  {name:<20} softpool3d channels_last / contiguous: forward "
+            f"{soft['forward_ms'] / base['forward_ms']:.2f}, forward+backward "
+            f"{soft['forward_backward_ms'] / base['forward_backward_ms']:.2f}"
+        )
+    return (
+        "\n".join(["\nchannels_last_3d vs contiguous (separate runs of one process)", *lines])
+        if lines
+        else ""
+    )
 
 
 def _command() -> cli.Command:
@@ -206,6 +247,9 @@ def _main(args: cli.Arguments) -> int:
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
     shapes = [s for s in SHAPES if args.shapes is None or s.name in args.shapes]
+    # one specialised graph per shape and layout: more than dynamo's default of 8, past which the
+    # "compiled" composite would silently run eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(SHAPES))
     methods = _methods(torch.compile(composite_soft_pool, dynamic=False))
     print(
         f"softpool-bench op: device={device} dtype={args.dtype} threads={torch.get_num_threads()} "
@@ -215,6 +259,9 @@ def _main(args: cli.Arguments) -> int:
     for spec in shapes:
         results[spec.name] = benchmark_shape(spec, methods, device, dtype, args.repeats)
         print(format_table({spec.name: results[spec.name]}, device.type), flush=True)
+    summary = format_layout_summary(results)
+    if summary:
+        print(summary)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "device": str(device),
@@ -223,6 +270,7 @@ def _main(args: cli.Arguments) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "shapes": {s.name: s.__dict__ for s in shapes},
+        "note": "adaptive shapes: max_pool3d/avg_pool3d are adaptive_max_pool3d/adaptive_avg_pool3d to 1x1x1",
         "results": results,
     }
     args.json.write_text(json.dumps(payload, indent=2))

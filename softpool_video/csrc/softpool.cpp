@@ -6,8 +6,12 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <string>
+
 namespace softpool_video {
 bool set_cpu_vectorized(bool enabled);  // cpu/softpool_cpu.cpp
+std::string cpu_plan(const at::Tensor& input, c10::IntArrayRef output_size, c10::IntArrayRef kernel_size,
+                     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive);
 }  // namespace softpool_video
 
 // `import softpool_video._C` runs the static registrations below; the module itself is empty.
@@ -40,4 +44,9 @@ TORCH_LIBRARY(softpool_video, m) {
   // Test hook: false forces the CPU kernels onto the shared scalar body (the code the GPU runs)
   // instead of the vectorised fast path. Returns the previous setting.
   m.def("_set_cpu_vectorized(bool enabled) -> bool", &softpool_video::set_cpu_vectorized);
+  // Test hook: the CPU fast path a forward call with these arguments takes ("rows", "channels",
+  // "windows", or "scalar"), so that the tests can prove each path is exercised.
+  m.def("_cpu_plan(Tensor input, int[3] output_size, int[3] kernel_size, int[3] stride, int[3] padding, "
+        "int[3] dilation, bool adaptive) -> str",
+        &softpool_video::cpu_plan);
 }

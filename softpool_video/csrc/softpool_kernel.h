@@ -250,8 +250,21 @@ struct SavedPlanes {
   PooledPlane<stat_t> output_residual;
 };
 
+// Which candidates o in [begin, end) of covering_outputs really hold input i (bit o - begin), for at
+// most 64 candidates: computing the spans once per dimension keeps the integer divisions of
+// window_span out of the gather's nested loops.
+constexpr int64_t kMaxCoveringMask = 64;
+
+SOFTPOOL_HOST_DEVICE uint64_t covering_mask(const Geometry& g, int d, int64_t i, int64_t begin, int64_t end) {
+  uint64_t mask = 0;
+  for (int64_t o = begin; o < end; ++o) {
+    if (span_contains(window_span(g, d, o), i)) mask |= uint64_t{1} << (o - begin);
+  }
+  return mask;
+}
+
 // Backward of one input element at (it, ih, iw): a deterministic gather over the windows that
-// cover it.
+// cover it, in increasing (ot, oh, ow) order.
 template <typename acc_t, typename scalar_t, typename stat_t>
 SOFTPOOL_HOST_DEVICE acc_t backward_input(const Geometry& g, int64_t it, int64_t ih, int64_t iw, acc_t x,
                                           PooledPlane<scalar_t> grad, SavedPlanes<scalar_t, stat_t> saved,
@@ -261,6 +274,24 @@ SOFTPOOL_HOST_DEVICE acc_t backward_input(const Geometry& g, int64_t it, int64_t
   covering_outputs(g, 1, ih, &h0, &h1);
   covering_outputs(g, 2, iw, &w0, &w1);
   acc_t result = 0;
+  if (t1 - t0 <= kMaxCoveringMask && h1 - h0 <= kMaxCoveringMask && w1 - w0 <= kMaxCoveringMask) {
+    const uint64_t mask_t = covering_mask(g, 0, it, t0, t1), mask_h = covering_mask(g, 1, ih, h0, h1),
+                   mask_w = covering_mask(g, 2, iw, w0, w1);
+    for (int64_t ot = t0; ot < t1; ++ot) {
+      if (!((mask_t >> (ot - t0)) & 1)) continue;
+      for (int64_t oh = h0; oh < h1; ++oh) {
+        if (!((mask_h >> (oh - h0)) & 1)) continue;
+        for (int64_t ow = w0; ow < w1; ++ow) {
+          if (!((mask_w >> (ow - w0)) & 1)) continue;
+          result += window_gradient(x, static_cast<acc_t>(saved.output.at(ot, oh, ow)),
+                                    static_cast<acc_t>(saved.log_weight_offset.at(ot, oh, ow)),
+                                    static_cast<acc_t>(saved.output_residual.at(ot, oh, ow)),
+                                    static_cast<acc_t>(grad.at(ot, oh, ow)), inv_temperature);
+        }
+      }
+    }
+    return result;
+  }
   for (int64_t ot = t0; ot < t1; ++ot) {
     if (!span_contains(window_span(g, 0, ot), it)) continue;
     for (int64_t oh = h0; oh < h1; ++oh) {

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <string>
 
 #include "softpool_cpu_vectorized.h"
 #include "softpool_launch.h"
@@ -19,6 +20,12 @@ std::atomic<bool> cpu_vectorized{true};
 }  // namespace
 
 bool set_cpu_vectorized(bool enabled) { return cpu_vectorized.exchange(enabled); }
+
+std::string cpu_plan(const at::Tensor& input, c10::IntArrayRef output_size, c10::IntArrayRef kernel_size,
+                     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive) {
+  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0);
+  return vectorized::plan_name(vectorized::plan_for(input, g, use_channels_last(input)));
+}
 
 namespace {
 

@@ -8,13 +8,35 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
 namespace softpool_video::vectorized {
 
+// Taps of the largest window (adaptive windows span at most ceil(in / out) + 1 positions per dim).
+inline int64_t max_window_taps(const Geometry& g) {
+  int64_t taps = 1;
+  for (int d = 0; d < kPoolDims; ++d) {
+    taps *= g.adaptive ? (g.input_size[d] + g.output_size[d] - 1) / g.output_size[d] + 1 : g.kernel[d];
+  }
+  return taps;
+}
+
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
+float segment_max(const float* x, int64_t n, float max_x);
+void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
+                               const float* output_residual, const float* grad_y, int64_t num_lanes,
+                               float inv_temperature, float* acc);
+bool lanes_finite(const float* y, const float* log_weight_offset, const float* output_residual, int64_t num_lanes);
+void accumulate_windows(const float* x, const float* const* y, const float* const* log_weight_offset,
+                        const float* const* output_residual, const float* const* grad_y, int64_t num_windows,
+                        int64_t num_lanes, float inv_temperature, float* acc);
+void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
+                         float* numerator);
+void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
+                       float grad_y, float inv_temperature, float* out);
 
 namespace {
 
@@ -189,6 +211,148 @@ void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step) 
     for (int64_t j = 0; j < n; ++j) dst[2 * j] += src[j];
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j * step] += src[j];
+  }
+}
+
+// acc[lane] += the gradient one window sends to input x[lane] (window_gradient), for lanes of
+// windows with finite output and statistics (lanes_finite).
+SOFTPOOL_MULTIVERSION
+void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
+                               const float* output_residual, const float* grad_y, int64_t num_lanes,
+                               float inv_temperature, float* acc) {
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    const float v = (x[j] - y[j]) * inv_temperature;
+    const float weight = exp_nonpositive(v + log_weight_offset[j]);
+    const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
+    acc[j] += weight > 0.0f ? value : 0.0f;
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+bool lanes_finite(const float* y, const float* log_weight_offset, const float* output_residual, int64_t num_lanes) {
+  uint32_t special = 0;  // exponent bits all ones: inf or NaN
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    special |= static_cast<uint32_t>((float_to_bits(y[j]) & 0x7F800000u) == 0x7F800000u) |
+               static_cast<uint32_t>((float_to_bits(log_weight_offset[j]) & 0x7F800000u) == 0x7F800000u) |
+               static_cast<uint32_t>((float_to_bits(output_residual[j]) & 0x7F800000u) == 0x7F800000u);
+  }
+  return special == 0;
+}
+
+constexpr int64_t kShortLanes = 16;
+
+// accumulate_lane_gradients over several windows (pointers to their lanes) in one call, in order;
+// lanes of a window with a special value use the shared window_gradient.
+SOFTPOOL_MULTIVERSION
+void accumulate_windows(const float* x, const float* const* y, const float* const* log_weight_offset,
+                        const float* const* output_residual, const float* const* grad_y, int64_t num_windows,
+                        int64_t num_lanes, float inv_temperature, float* acc) {
+  for (int64_t o = 0; o < num_windows; ++o) {
+    const float *yo = y[o], *lo = log_weight_offset[o], *ro = output_residual[o], *go = grad_y[o];
+    uint32_t special = 0;
+    for (int64_t j = 0; j < num_lanes; ++j) {
+      special |= static_cast<uint32_t>((float_to_bits(yo[j]) & 0x7F800000u) == 0x7F800000u) |
+                 static_cast<uint32_t>((float_to_bits(lo[j]) & 0x7F800000u) == 0x7F800000u) |
+                 static_cast<uint32_t>((float_to_bits(ro[j]) & 0x7F800000u) == 0x7F800000u);
+    }
+    if (special) {
+      for (int64_t j = 0; j < num_lanes; ++j) acc[j] += window_gradient(x[j], yo[j], lo[j], ro[j], go[j], inv_temperature);
+      continue;
+    }
+    if (num_lanes <= kShortLanes / 2) {  // the common C <= 8: half a vector, as 8-wide AVX
+      constexpr int64_t half = kShortLanes / 2;
+      float xs[half] = {}, ys[half] = {}, ls[half] = {}, rs[half] = {}, gs[half] = {}, out[half];
+      for (int64_t j = 0; j < num_lanes; ++j) xs[j] = x[j], ys[j] = yo[j], ls[j] = lo[j], rs[j] = ro[j], gs[j] = go[j];
+      for (int64_t j = 0; j < half; ++j) {
+        const float v = (xs[j] - ys[j]) * inv_temperature;
+        const float weight = exp_nonpositive(v + ls[j]);
+        const float value = gs[j] * weight * (1.0f + v - rs[j]);
+        out[j] = weight > 0.0f ? value : 0.0f;
+      }
+      for (int64_t j = 0; j < num_lanes; ++j) acc[j] += out[j];
+      continue;
+    }
+    if (num_lanes <= kShortLanes) {
+      // few channels: one full vector over zero-padded copies (a loop of unknown trip count below
+      // one vector would run scalar)
+      float xs[kShortLanes] = {}, ys[kShortLanes] = {}, ls[kShortLanes] = {}, rs[kShortLanes] = {},
+            gs[kShortLanes] = {}, out[kShortLanes];
+      for (int64_t j = 0; j < num_lanes; ++j) xs[j] = x[j], ys[j] = yo[j], ls[j] = lo[j], rs[j] = ro[j], gs[j] = go[j];
+      for (int64_t j = 0; j < kShortLanes; ++j) {
+        const float v = (xs[j] - ys[j]) * inv_temperature;
+        const float weight = exp_nonpositive(v + ls[j]);
+        const float value = gs[j] * weight * (1.0f + v - rs[j]);
+        out[j] = weight > 0.0f ? value : 0.0f;
+      }
+      for (int64_t j = 0; j < num_lanes; ++j) acc[j] += out[j];
+      continue;
+    }
+    for (int64_t j = 0; j < num_lanes; ++j) {
+      const float v = (x[j] - yo[j]) * inv_temperature;
+      const float weight = exp_nonpositive(v + lo[j]);
+      const float value = go[j] * weight * (1.0f + v - ro[j]);
+      acc[j] += weight > 0.0f ? value : 0.0f;
+    }
+  }
+}
+
+// Reductions over one contiguous segment of a window, for the window-reduction plan. Sixteen
+// independent accumulators (one vector) keep the loops vectorisable without reassociating a single
+// float sum; the order of the additions is fixed, so results are reproducible.
+constexpr int64_t kReductionWidth = 16;
+
+SOFTPOOL_MULTIVERSION
+float segment_max(const float* x, int64_t n, float max_x) {
+  float m[kReductionWidth];
+  for (int64_t j = 0; j < kReductionWidth; ++j) m[j] = max_x;
+  int64_t i = 0;
+  for (; i + kReductionWidth <= n; i += kReductionWidth) {
+    for (int64_t j = 0; j < kReductionWidth; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  }
+  for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
+  for (int64_t j = 0; j < kReductionWidth; ++j) max_x = m[j] > max_x ? m[j] : max_x;
+  return max_x;
+}
+
+SOFTPOOL_MULTIVERSION
+void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
+                         float* numerator) {
+  float den[kReductionWidth] = {}, num[kReductionWidth] = {};
+  // the tail is padded with -inf, whose weight is exactly 0, so one vector body does every element
+  float tail[kReductionWidth];
+  for (int64_t i = 0; i < n; i += kReductionWidth) {
+    const float* block = x + i;
+    if (i + kReductionWidth > n) {
+      for (int64_t j = 0; j < kReductionWidth; ++j) {
+        tail[j] = i + j < n ? x[i + j] : -std::numeric_limits<float>::infinity();
+      }
+      block = tail;
+    }
+    float weight[kReductionWidth], weighted[kReductionWidth];
+    for (int64_t j = 0; j < kReductionWidth; ++j) {
+      const float d = block[j] - max_x;
+      weight[j] = exp_nonpositive(d * inv_temperature);
+      weighted[j] = weight[j] > 0.0f ? weight[j] * d : 0.0f;
+    }
+    for (int64_t j = 0; j < kReductionWidth; ++j) {
+      den[j] += weight[j];
+      num[j] += weighted[j];
+    }
+  }
+  for (int64_t j = 0; j < kReductionWidth; ++j) {
+    *denominator += den[j];
+    *numerator += num[j];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
+                       float grad_y, float inv_temperature, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = (x[i] - y) * inv_temperature;
+    const float weight = exp_nonpositive(v + log_weight_offset);
+    const float value = grad_y * weight * (1.0f + v - output_residual);
+    out[i] = weight > 0.0f ? value : 0.0f;  // as window_gradient
   }
 }
 
@@ -405,6 +569,9 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
   const int64_t C = input.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t positions = input.size(0) * OT * OH * OW;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, C * max_taps));
+  // grouping positions needs windows of one tap pattern along W: the interior of a strided pool
+  const int64_t positions_per_group = g.adaptive || C > kLanes / 2 ? 1 : kLanes / C;
+  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
@@ -413,6 +580,41 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
       const int64_t out_offset = n * os.n + ot * os.t + oh * os.h + ow * os.w;
       const int64_t num_taps = st.count * sh.count * sw.count;
+      // Few channels: the lanes hold `group` neighbouring interior positions along W, C lanes each,
+      // so that the vectors stay full (their windows have the same taps, shifted by the stride).
+      const int64_t group = std::min({positions_per_group, interior.end - ow, end - pos});
+      if (group >= 2 && ow >= interior.begin && num_taps > 0) {
+        const int64_t lanes = group * C;
+        int64_t k = 0;
+        for (int64_t a = 0; a < st.count; ++a) {
+          for (int64_t b = 0; b < sh.count; ++b) {
+            for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
+              const scalar_t* src = in + n * is.n + (st.first + a * st.step) * is.t +
+                                    (sh.first + b * sh.step) * is.h + (sw.first + cw * sw.step) * is.w;
+              for (int64_t q = 0; q < group; ++q) {
+                gather_lanes(taps.data() + k * kLanes + q * C, src + q * g.stride[2] * is.w, C, is.c);
+              }
+            }
+          }
+        }
+        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        for (int64_t q = 0; q < group; ++q) {
+          const int64_t position_offset = out_offset + q * os.w;
+          const Span sw_q = window_span(g, 2, ow + q);
+          for (int64_t c = 0; c < C; ++c) {
+            const int64_t j = q * C + c;
+            const WindowResult<float> r =
+                finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])
+                    ? finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t)
+                    : forward_window<scalar_t, float>(in + n * is.n + c * is.c, in_s, st, sh, sw_q, inv_t);
+            out[position_offset + c * os.c] = static_cast<scalar_t>(r.output);
+            offset_out[position_offset + c * os.c] = r.log_weight_offset;
+            residual_out[position_offset + c * os.c] = r.output_residual;
+          }
+        }
+        pos += group - 1;
+        continue;
+      }
       for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
         const int64_t lanes = std::min(kLanes, C - c0);
         auto store = [&](int64_t j, const WindowResult<float>& r) {
@@ -450,10 +652,30 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
   });
 }
 
+// For each input index along one dimension, the outputs whose window holds it (compressed rows:
+// outputs[begin[i] .. begin[i + 1])), computed once per call so the gather does no integer division.
+struct CoveringOutputs {
+  std::vector<int64_t> begin, outputs;
+  CoveringOutputs(const Geometry& g, int d) : begin(static_cast<size_t>(g.input_size[d] + 1), 0) {
+    for (int64_t i = 0; i < g.input_size[d]; ++i) {
+      int64_t lo, hi;
+      covering_outputs(g, d, i, &lo, &hi);
+      for (int64_t o = lo; o < hi; ++o) {
+        if (span_contains(window_span(g, d, o), i)) outputs.push_back(o);
+      }
+      begin[i + 1] = static_cast<int64_t>(outputs.size());
+    }
+  }
+};
+
+// Backward with channel lanes: a gather. Each task takes input positions (n, t, h, w) and, for a
+// block of up to kLanes channels, sums the gradient of every window that covers the position, in a
+// fixed order: no accumulator beyond kLanes floats, any number of threads whatever N and C, and
+// bitwise reproducible. Lanes of windows with special values use the shared window_gradient.
 template <typename scalar_t>
 void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                             const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-                            const Geometry& g, float inv_t, int64_t max_taps) {
+                            const Geometry& g, float inv_t) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
@@ -461,79 +683,251 @@ void backward_channel_lanes(const at::Tensor& grad_output, const at::Tensor& inp
   const float* residual_all = residual.const_data_ptr<float>();
   scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
   const Strides5 is = strides5(input), os = strides5(output), gis = strides5(grad_input);
-  const Strides5 offs = strides5(offset), ress = strides5(residual);
-  const int64_t grad_c = grad_output.stride(1);
-  const Strides3 in_s = {is.t, is.h, is.w};
+  const Strides5 offs = strides5(offset), ress = strides5(residual), gos = strides5(grad_output);
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
-  const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
-  const int64_t blocks_per_sample = (C + kLanes - 1) / kLanes;
-  // Each task owns the channel block [c0, c0 + kLanes) of one sample and accumulates into a float
-  // (T, H, W, lanes) buffer, then writes it out: no two tasks touch the same gradient element.
-  at::parallel_for(0, input.size(0) * blocks_per_sample, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
-    std::vector<float> coefficients(taps.size());
-    std::vector<float> acc(static_cast<size_t>(T * H * W * kLanes));
-    const Strides3 acc_s = {H * W * kLanes, W * kLanes, kLanes};
-    float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks_per_sample, c0 = (task % blocks_per_sample) * kLanes;
-      const int64_t lanes = std::min(kLanes, C - c0);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t ot = 0; ot < OT; ++ot) {
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
-            const int64_t num_taps = st.count * sh.count * sw.count;
-            if (num_taps == 0) continue;
-            const int64_t o = n * os.n + ot * os.t + oh * os.h + ow * os.w + c0 * os.c;
-            const int64_t o_off = n * offs.n + ot * offs.t + oh * offs.h + ow * offs.w + c0 * offs.c;
-            const int64_t o_res = n * ress.n + ot * ress.t + oh * ress.h + ow * ress.w + c0 * ress.c;
-            const scalar_t* g_ptr = grad + n * grad_output.stride(0) + ot * grad_output.stride(2) +
-                                    oh * grad_output.stride(3) + ow * grad_output.stride(4) + c0 * grad_c;
-            for (int64_t j = 0; j < kLanes; ++j) {
-              const bool used = j < lanes;
-              y[j] = used ? to_float(out[o + j * os.c]) : 0.0f;
-              off[j] = used ? offset_all[o_off + j * offs.c] : 0.0f;
-              res[j] = used ? residual_all[o_res + j * ress.c] : 0.0f;
-              gy[j] = used ? to_float(g_ptr[j * grad_c]) : 0.0f;
-            }
-            int64_t k = 0;
-            for (int64_t a = 0; a < st.count; ++a) {
-              for (int64_t b = 0; b < sh.count; ++b) {
-                for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
-                  const scalar_t* src = in + n * is.n + (st.first + a * st.step) * is.t +
-                                        (sh.first + b * sh.step) * is.h + (sw.first + cw * sw.step) * is.w +
-                                        c0 * is.c;
-                  float* dst = taps.data() + k * kLanes;
-                  gather_lanes(dst, src, lanes, is.c);
-                  for (int64_t j = lanes; j < kLanes; ++j) dst[j] = 0.0f;
+  const CoveringOutputs cover_t(g, 0), cover_h(g, 1), cover_w(g, 2);
+  const int64_t positions = input.size(0) * T * H * W;
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
+  // float channels-last tensors are read in place (channel stride 1); others are staged as floats
+  const bool in_place = std::is_same_v<scalar_t, float> && is.c == 1 && os.c == 1 && offs.c == 1 && ress.c == 1 &&
+                        gos.c == 1 && gis.c == 1;
+  at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
+    float x_buf[kLanes], y_buf[kLanes], off_buf[kLanes], res_buf[kLanes], gy_buf[kLanes], acc[kLanes];
+    constexpr int64_t kWindowBatch = 32;
+    const float *y_list[kWindowBatch], *off_list[kWindowBatch], *res_list[kWindowBatch], *gy_list[kWindowBatch];
+    for (int64_t pos = begin; pos < end; ++pos) {
+      const int64_t w = pos % W, h = (pos / W) % H, t = (pos / (W * H)) % T, n = pos / (W * H * T);
+      for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
+        const int64_t lanes = std::min(kLanes, C - c0);
+        const scalar_t* x_ptr = in + n * is.n + t * is.t + h * is.h + w * is.w + c0 * is.c;
+        const float* x = x_buf;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (in_place) x = x_ptr;
+        }
+        if (!in_place) {
+          for (int64_t j = 0; j < lanes; ++j) x_buf[j] = to_float(x_ptr[j * is.c]);
+        }
+        for (int64_t j = 0; j < lanes; ++j) acc[j] = 0.0f;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (in_place) {  // one call for all covering windows, in the same order as below
+            int64_t count = 0;
+            auto flush = [&] {
+              accumulate_windows(x, y_list, off_list, res_list, gy_list, count, lanes, inv_t, acc);
+              count = 0;
+            };
+            for (int64_t a = cover_t.begin[t]; a < cover_t.begin[t + 1]; ++a) {
+              const int64_t ot = cover_t.outputs[a];
+              for (int64_t b = cover_h.begin[h]; b < cover_h.begin[h + 1]; ++b) {
+                const int64_t oh = cover_h.outputs[b];
+                const int64_t base_y = n * os.n + ot * os.t + oh * os.h + c0;
+                const int64_t base_off = n * offs.n + ot * offs.t + oh * offs.h + c0;
+                const int64_t base_res = n * ress.n + ot * ress.t + oh * ress.h + c0;
+                const int64_t base_g = n * gos.n + ot * gos.t + oh * gos.h + c0;
+                for (int64_t k = cover_w.begin[w]; k < cover_w.begin[w + 1]; ++k) {
+                  const int64_t ow = cover_w.outputs[k];
+                  y_list[count] = out + base_y + ow * os.w;
+                  off_list[count] = offset_all + base_off + ow * offs.w;
+                  res_list[count] = residual_all + base_res + ow * ress.w;
+                  gy_list[count] = grad + base_g + ow * gos.w;
+                  if (++count == kWindowBatch) flush();
                 }
               }
             }
-            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
-            k = 0;
-            for (int64_t a = 0; a < st.count; ++a) {
-              for (int64_t b = 0; b < sh.count; ++b) {
-                for (int64_t cw = 0; cw < sw.count; ++cw, ++k) {
-                  float* dst = acc.data() + (st.first + a * st.step) * acc_s.t + (sh.first + b * sh.step) * acc_s.h +
-                               (sw.first + cw * sw.step) * acc_s.w;
-                  const float* src = coefficients.data() + k * kLanes;
-                  for (int64_t j = 0; j < kLanes; ++j) dst[j] += src[j];
+            if (count > 0) flush();
+            float* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0;
+            for (int64_t j = 0; j < lanes; ++j) dst[j] = acc[j];
+            continue;
+          }
+        }
+        for (int64_t a = cover_t.begin[t]; a < cover_t.begin[t + 1]; ++a) {
+          const int64_t ot = cover_t.outputs[a];
+          for (int64_t b = cover_h.begin[h]; b < cover_h.begin[h + 1]; ++b) {
+            const int64_t oh = cover_h.outputs[b];
+            for (int64_t k = cover_w.begin[w]; k < cover_w.begin[w + 1]; ++k) {
+              const int64_t ow = cover_w.outputs[k];
+              const scalar_t* y_ptr = out + n * os.n + ot * os.t + oh * os.h + ow * os.w + c0 * os.c;
+              const float* off = offset_all + n * offs.n + ot * offs.t + oh * offs.h + ow * offs.w + c0 * offs.c;
+              const float* res = residual_all + n * ress.n + ot * ress.t + oh * ress.h + ow * ress.w + c0 * ress.c;
+              const scalar_t* g_ptr = grad + n * gos.n + ot * gos.t + oh * gos.h + ow * gos.w + c0 * gos.c;
+              const float *y = y_buf, *gy = gy_buf;
+              if constexpr (std::is_same_v<scalar_t, float>) {
+                if (in_place) y = y_ptr, gy = g_ptr;
+              }
+              if (!in_place) {
+                for (int64_t j = 0; j < lanes; ++j) {
+                  y_buf[j] = to_float(y_ptr[j * os.c]);
+                  off_buf[j] = off[j * offs.c];
+                  res_buf[j] = res[j * ress.c];
+                  gy_buf[j] = to_float(g_ptr[j * gos.c]);
                 }
+                off = off_buf, res = res_buf;
+              }
+              if (lanes_finite(y, off, res, lanes)) {
+                accumulate_lane_gradients(x, y, off, res, gy, lanes, inv_t, acc);
+              } else {
+                for (int64_t j = 0; j < lanes; ++j) acc[j] += window_gradient(x[j], y[j], off[j], res[j], gy[j], inv_t);
               }
             }
           }
         }
+        scalar_t* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0 * gis.c;
+        for (int64_t j = 0; j < lanes; ++j) dst[j * gis.c] = static_cast<scalar_t>(acc[j]);
       }
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t h = 0; h < H; ++h) {
-          for (int64_t w = 0; w < W; ++w) {
-            scalar_t* dst = grad_in + n * gis.n + t * gis.t + h * gis.h + w * gis.w + c0 * gis.c;
-            const float* src = acc.data() + t * acc_s.t + h * acc_s.h + w * acc_s.w;
-            for (int64_t j = 0; j < lanes; ++j) dst[j * gis.c] = static_cast<scalar_t>(src[j]);
-          }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Window reduction: one task per large window (global head pools, adaptive pools to small outputs).
+// Used for NCTHW inputs with unit stride along W and windows that do not overlap, so that a window
+// is a few long contiguous segments (whole rows merge into one when the window spans them) and the
+// backward writes each gradient element once, with no accumulator.
+
+// A window as `outer` x `inner` contiguous segments of `length` elements.
+struct Segments {
+  int64_t first;  // element offset of the first segment in its plane
+  int64_t outer_count, outer_step, inner_count, inner_step, length;
+};
+
+inline Segments window_segments(Strides3 s, Span st, Span sh, Span sw, int64_t H, int64_t W) {
+  Segments seg{st.first * s.t + sh.first * s.h + sw.first, st.count, st.step * s.t, sh.count, sh.step * s.h,
+               sw.count};
+  // merge whole rows (and then whole planes) that lie back to back in memory
+  if (sw.first == 0 && sw.count == W && s.h == W && (sh.step == 1 || sh.count == 1)) {
+    seg.length *= sh.count;
+    seg.inner_count = 1;
+    if (sh.first == 0 && sh.count == H && s.t == H * W && (st.step == 1 || st.count == 1)) {
+      seg.length *= st.count;
+      seg.outer_count = 1;
+    }
+  }
+  return seg;
+}
+
+// Segments are converted to float in chunks of this many elements (half and bfloat16 inputs).
+constexpr int64_t kSegmentChunk = 512;
+
+template <typename scalar_t, typename Visit>
+inline void for_each_chunk(const scalar_t* plane, const Segments& seg, float* buffer, const Visit& visit) {
+  for (int64_t a = 0; a < seg.outer_count; ++a) {
+    for (int64_t b = 0; b < seg.inner_count; ++b) {
+      const int64_t start = seg.first + a * seg.outer_step + b * seg.inner_step;
+      for (int64_t i = 0; i < seg.length; i += kSegmentChunk) {
+        const int64_t n = std::min(kSegmentChunk, seg.length - i);
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          visit(plane + start + i, n, start + i);
+        } else {
+          for (int64_t j = 0; j < n; ++j) buffer[j] = static_cast<float>(plane[start + i + j]);
+          visit(static_cast<const float*>(buffer), n, start + i);
         }
       }
+    }
+  }
+}
+
+template <typename scalar_t>
+void forward_windows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+                     const at::Tensor& residual, const Geometry& g, float inv_t) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  float* offset_out = offset.mutable_data_ptr<float>();
+  float* residual_out = residual.mutable_data_ptr<float>();
+  const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
+  const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t windows = output.size(0) * C * OT * OH * OW;  // output and statistics: contiguous NCTHW
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
+  at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
+    float buffer[kSegmentChunk];
+    for (int64_t o = begin; o < end; ++o) {
+      const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
+      const scalar_t* plane = in + (plane_index / C) * input.stride(0) + (plane_index % C) * input.stride(1);
+      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+      const Segments seg = window_segments(in_s, st, sh, sw, g.input_size[1], g.input_size[2]);
+      float max_x = -std::numeric_limits<float>::infinity();
+      for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) { max_x = segment_max(x, n, max_x); });
+      float denominator = 0.0f, numerator = 0.0f;
+      if (finite(max_x)) {
+        for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) {
+          segment_weight_sums(x, n, max_x, inv_t, &denominator, &numerator);
+        });
+      }
+      const float delta = numerator / denominator, log_den = log_at_least_one(denominator);
+      // NaN, infinite and empty windows: the shared scalar body defines them
+      const WindowResult<float> r = finite(max_x) && finite(delta) && finite(log_den)
+                                        ? finish_window<scalar_t>(max_x, delta, log_den, inv_t)
+                                        : forward_window<scalar_t, float>(plane, in_s, st, sh, sw, inv_t);
+      out[o] = static_cast<scalar_t>(r.output);
+      offset_out[o] = r.log_weight_offset;
+      residual_out[o] = r.output_residual;
+    }
+  });
+}
+
+// Whether the windows of dimension d are disjoint, and whether they also cover every input index.
+inline bool windows_disjoint(const Geometry& g, int d) {
+  if (g.output_size[d] == 1) return true;
+  if (g.adaptive) return g.input_size[d] % g.output_size[d] == 0;
+  return g.stride[d] >= (g.kernel[d] - 1) * g.dilation[d] + 1;
+}
+
+inline bool windows_cover_input(const Geometry& g) {
+  for (int d = 0; d < kPoolDims; ++d) {
+    int64_t covered = 0;
+    for (int64_t o = 0; o < g.output_size[d]; ++o) covered += window_span(g, d, o).count;
+    if (covered != g.input_size[d] || (!g.adaptive && g.dilation[d] > 1 && g.kernel[d] > 1)) return false;
+  }
+  return true;
+}
+
+template <typename scalar_t>
+void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
+                      const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
+                      const Geometry& g, float inv_t) {
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* out = output.const_data_ptr<scalar_t>();
+  const float* offset_all = offset.const_data_ptr<float>();
+  const float* residual_all = residual.const_data_ptr<float>();
+  scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
+  const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
+  const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
+  const Strides3 grad_in_s = {H * W, W, 1};  // grad_input is allocated contiguous NCTHW
+  if (!windows_cover_input(g)) grad_input.zero_();  // inputs outside every window get 0
+  const int64_t windows = output.size(0) * C * OT * OH * OW;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
+  at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
+    float buffer[kSegmentChunk], gradients[kSegmentChunk];
+    for (int64_t o = begin; o < end; ++o) {
+      const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
+      const int64_t n = plane_index / C, c = plane_index % C;
+      const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
+      scalar_t* grad_plane = grad_in + plane_index * T * H * W;
+      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+      const float y = to_float(out[o]), off = offset_all[o], res = residual_all[o];
+      const float gy = to_float(grad[n * grad_output.stride(0) + c * grad_output.stride(1) +
+                                     ot * grad_output.stride(2) + oh * grad_output.stride(3) +
+                                     ow * grad_output.stride(4)]);
+      if (!(finite(y) && finite(off) && finite(res))) {  // special values: the shared window_gradient
+        for (int64_t a = 0; a < st.count; ++a) {
+          for (int64_t b = 0; b < sh.count; ++b) {
+            for (int64_t k = 0; k < sw.count; ++k) {
+              const int64_t t = st.first + a * st.step, h = sh.first + b * sh.step, w = sw.first + k * sw.step;
+              const float x = to_float(plane[t * in_s.t + h * in_s.h + w * in_s.w]);
+              grad_plane[t * grad_in_s.t + h * grad_in_s.h + w] =
+                  static_cast<scalar_t>(window_gradient(x, y, off, res, gy, inv_t));
+            }
+          }
+        }
+        continue;
+      }
+      // the input is contiguous NCTHW like grad_input, so a segment's offset is the same in both
+      const Segments seg = window_segments(in_s, st, sh, sw, H, W);
+      for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
+        segment_gradients(x, count, y, off, res, gy, inv_t, gradients);
+        scalar_t* dst = grad_plane + start;
+        for (int64_t j = 0; j < count; ++j) dst[j] = static_cast<scalar_t>(gradients[j]);
+      });
     }
   });
 }
@@ -546,28 +940,44 @@ constexpr bool handled_dtype() {
 
 }  // namespace
 
-// Taps of the largest window (adaptive windows span at most ceil(in / out) + 1 positions per dim).
-inline int64_t max_window_taps(const Geometry& g) {
-  int64_t taps = 1;
-  for (int d = 0; d < kPoolDims; ++d) {
-    taps *= g.adaptive ? (g.input_size[d] + g.output_size[d] - 1) / g.output_size[d] + 1 : g.kernel[d];
-  }
-  return taps;
-}
-
 // Row lanes need enough interior outputs along W to fill the vectors; shorter rows use channel lanes.
 constexpr int64_t kMinRowLanes = 8;
+// Windows at least this large (and disjoint) are reduced one per task, along contiguous segments.
+constexpr int64_t kMinReductionTaps = 64;
 
-enum class LanePlan { kScalar, kRows, kChannels };
+inline bool windows_disjoint_everywhere(const Geometry& g) {
+  for (int d = 0; d < kPoolDims; ++d) {
+    if (!windows_disjoint(g, d)) return false;
+  }
+  return true;
+}
 
-inline LanePlan plan_lanes(const Geometry& g, int64_t channels, bool channels_last) {
-  if (max_window_taps(g) > kMaxTaps) return LanePlan::kScalar;
-  if (channels_last) return LanePlan::kChannels;
+Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last) {
+  if (input.scalar_type() == at::kDouble) return Plan::kScalar;
+  if (!channels_last && input.is_contiguous() && (g.adaptive || g.dilation[2] == 1) &&
+      max_window_taps(g) >= kMinReductionTaps && windows_disjoint_everywhere(g)) {
+    return Plan::kWindows;
+  }
+  if (max_window_taps(g) > kMaxTaps) return Plan::kScalar;
+  if (channels_last) return Plan::kChannels;
   if (!g.adaptive) {
     const Interior interior = interior_along_w(g);
-    if (interior.end - interior.begin >= kMinRowLanes) return LanePlan::kRows;
+    if (interior.end - interior.begin >= kMinRowLanes) return Plan::kRows;
   }
-  return channels >= 8 ? LanePlan::kChannels : LanePlan::kScalar;
+  return input.size(1) >= 8 ? Plan::kChannels : Plan::kScalar;
+}
+
+const char* plan_name(Plan plan) {
+  switch (plan) {
+    case Plan::kRows:
+      return "rows";
+    case Plan::kChannels:
+      return "channels";
+    case Plan::kWindows:
+      return "windows";
+    default:
+      return "scalar";
+  }
 }
 
 template <typename scalar_t>
@@ -577,11 +987,14 @@ bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor
     return false;
   } else {
     const float inv_t = static_cast<float>(1.0 / temperature);
-    switch (plan_lanes(g, input.size(1), channels_last)) {
-      case LanePlan::kRows:
+    switch (plan_for(input, g, channels_last)) {
+      case Plan::kWindows:
+        forward_windows<scalar_t>(input, output, offset, residual, g, inv_t);
+        return true;
+      case Plan::kRows:
         forward_rows<scalar_t>(input, output, offset, residual, g, inv_t);
         return true;
-      case LanePlan::kChannels:
+      case Plan::kChannels:
         forward_channel_lanes<scalar_t>(input, output, offset, residual, g, inv_t, max_window_taps(g));
         return true;
       default:
@@ -598,19 +1011,22 @@ bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::
     return false;
   } else {
     const float inv_t = static_cast<float>(1.0 / temperature);
-    switch (plan_lanes(g, input.size(1), channels_last)) {
-      case LanePlan::kRows:
+    const bool saved_contiguous = output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous();
+    switch (plan_for(input, g, channels_last)) {
+      case Plan::kWindows:
+        // both read output and statistics as contiguous rows; the forward allocated them so, but
+        // the raw op may be called with other layouts: those go to the scalar gather.
+        if (!(saved_contiguous && grad_input.is_contiguous())) return false;
+        backward_windows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
+        return true;
+      case Plan::kRows:
         // Row lanes read output and statistics as contiguous rows; the forward allocated them so, but
         // the raw op may be called with other layouts: those go to the scalar gather.
-        if (!(output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous() &&
-              grad_input.is_contiguous())) {
-          return false;
-        }
+        if (!(saved_contiguous && grad_input.is_contiguous())) return false;
         backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
         return true;
-      case LanePlan::kChannels:
-        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t,
-                                         max_window_taps(g));
+      case Plan::kChannels:
+        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
         return true;
       default:
         return false;

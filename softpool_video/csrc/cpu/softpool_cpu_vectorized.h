@@ -1,21 +1,26 @@
 // Vectorised CPU fast path for SoftPool (float, half and bfloat16 inputs; float math).
 //
-// Many windows ("lanes") that share one tap pattern are processed together: their input values
-// are gathered into a tap-major float buffer taps[k * kLanes + lane], and two plain loops over that
-// buffer (lanes_forward / lanes_backward in softpool_cpu_vectorized.cpp, compiled for AVX-512,
-// AVX2 and baseline x86-64) compute the windows with a polynomial exp/log. Lanes are
-//   - consecutive outputs along W of one (n, c, t, h) row, for inputs whose output is contiguous
-//     (NCTHW), when every tap of those windows lies inside the input (the interior), and
-//   - the channels of one output position for channels_last_3d inputs (all channels share their
-//     window, so every window is regular there).
-// Everything else -- edge windows of NCTHW rows, adaptive rows, and any window whose result is not
-// finite (NaN, +-inf inputs, empty windows) -- is computed by the shared scalar body in
-// softpool_kernel.h, so special values follow exactly the semantics the GPU implements. The
-// per-window statistics are finished by the shared finish_window in either case.
-//
-// Backward here is a deterministic scatter: each thread owns whole (n, c) planes (NCTHW) or
-// (n, channel block) slices (channels-last) and adds every window's contribution to its inputs in a
-// fixed order; no atomics, bitwise reproducible. The tests compare it with the scalar gather.
+// Three plans (plan_for; the test hook torch.ops.softpool_video._cpu_plan names the one a call takes):
+//   - rows: consecutive outputs along W of one (n, c, t, h) row, for inputs whose output is
+//     contiguous (NCTHW), when every tap of those windows lies inside the input (the interior). Their
+//     input values are gathered into a tap-major float buffer taps[k * kLanes + lane] and two plain
+//     loops over it (lanes_forward / lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64)
+//     compute the windows with a polynomial exp/log. Backward is a deterministic scatter: each thread
+//     owns whole (n, c) planes and adds every window's contribution in a fixed order.
+//   - channels: the channels of one output position (channels_last_3d inputs, where all channels
+//     share their window, so every window is regular; or short rows with many channels). With few
+//     channels (C <= kLanes / 2) the lanes also hold neighbouring interior positions along W, so the
+//     vectors stay full. Backward is a gather: each input position sums, over a block of channels,
+//     the gradient of every window covering it (covering lists computed once per call), so it needs
+//     no buffer beyond kLanes floats and splits over positions, whatever N and C.
+//   - windows: NCTHW inputs with disjoint windows of kMinReductionTaps taps or more (global head
+//     pools, adaptive pools to a small grid): one window per task, reduced along its contiguous
+//     segments (whole rows merged); the backward writes each gradient element once.
+// Everything else -- edge windows of NCTHW rows, and any window whose result is not finite (NaN,
+// +-inf inputs, empty windows) -- is computed by the shared scalar body in softpool_kernel.h, so
+// special values follow exactly the semantics the GPU implements. The per-window statistics are
+// finished by the shared finish_window in every case. All paths are bitwise reproducible (no atomics,
+// fixed summation order); the tests compare each with the scalar body and the float64 reference.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -39,6 +44,11 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
 void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
                     const float* log_weight_offset, const float* output_residual, const float* grad_y,
                     float inv_temperature, float* coefficients);
+
+// Which fast path a call takes: row lanes, channel lanes, window reduction, or none (the scalar body).
+enum class Plan { kScalar, kRows, kChannels, kWindows };
+Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last);
+const char* plan_name(Plan plan);
 
 // Return false when the case is not handled (the caller then runs the scalar body).
 template <typename scalar_t>

@@ -1,6 +1,13 @@
-// CUDA launchers for SoftPool: one thread per output element (forward, forward-mode tangent) and
-// one thread per input element (backward: a deterministic gather, no atomics), over the shared
-// body in softpool_kernel.h. 64-bit indices, the current stream, a device guard and a launch check.
+// CUDA launchers for SoftPool over the shared body in softpool_kernel.h:
+//   - forward: one thread per output element, or one warp per output when windows are large (head
+//     and adaptive pools: the warp's lanes read neighbouring taps, so loads coalesce, and reduce
+//     the max and the sums with shuffles);
+//   - backward: one thread per input element, a deterministic gather over its covering outputs
+//     (no atomics; the spans are computed once per dimension, see covering_mask);
+//   - forward-mode tangent: one thread per output element.
+// The flat element index is unflattened in 32-bit arithmetic when the tensor allows it (64-bit
+// division is a long instruction sequence on GPUs); __launch_bounds__ lets the compiler budget
+// registers for kThreads threads per block. The current stream, a device guard and a launch check.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/core/SymIntArrayRef.h>
@@ -9,6 +16,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <initializer_list>
+#include <limits>
 #include <type_traits>
 
 #include "softpool_launch.h"
@@ -53,32 +62,37 @@ Tensor5<T> writable(const at::Tensor& t) {
   return {t.mutable_data_ptr<T>(), strides_of(t)};
 }
 
-// Decompose a flat index in NCTHW (or NTHWC when channels_last) order. With channels-last,
-// neighbouring threads take neighbouring channels, so loads and stores coalesce.
-__device__ __forceinline__ void unflatten(int64_t i, Layout5 size, bool channels_last, int64_t* n, int64_t* c,
+// Decompose a flat index in NCTHW (or NTHWC when channels_last) order, in index_t arithmetic (int32
+// when the tensor has fewer than 2^31 elements). With channels-last, neighbouring threads take
+// neighbouring channels, so loads and stores coalesce.
+template <typename index_t>
+__device__ __forceinline__ void unflatten(index_t i, Layout5 size, bool channels_last, int64_t* n, int64_t* c,
                                           int64_t* t, int64_t* h, int64_t* w) {
+  const index_t sc = static_cast<index_t>(size.c), st = static_cast<index_t>(size.t);
+  const index_t sh = static_cast<index_t>(size.h), sw = static_cast<index_t>(size.w);
   if (channels_last) {
-    *c = i % size.c; i /= size.c;
-    *w = i % size.w; i /= size.w;
-    *h = i % size.h; i /= size.h;
-    *t = i % size.t; i /= size.t;
+    *c = i % sc; i /= sc;
+    *w = i % sw; i /= sw;
+    *h = i % sh; i /= sh;
+    *t = i % st; i /= st;
   } else {
-    *w = i % size.w; i /= size.w;
-    *h = i % size.h; i /= size.h;
-    *t = i % size.t; i /= size.t;
-    *c = i % size.c; i /= size.c;
+    *w = i % sw; i /= sw;
+    *h = i % sh; i /= sh;
+    *t = i % st; i /= st;
+    *c = i % sc; i /= sc;
   }
   *n = i;
 }
 
 __device__ __forceinline__ Strides3 pooled3(Layout5 s) { return {s.t, s.h, s.w}; }
 
-template <typename scalar_t, typename acc_t>
-__global__ void forward_kernel(Tensor5<const scalar_t> input, Tensor5<scalar_t> output, Tensor5<acc_t> offset,
-                               Tensor5<acc_t> residual, Layout5 out_size, Geometry g, Temperature<acc_t> temperature,
-                               bool channels_last, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(Tensor5<const scalar_t> input, Tensor5<scalar_t> output, Tensor5<acc_t> offset,
+                   Tensor5<acc_t> residual, Layout5 out_size, Geometry g, Temperature<acc_t> temperature,
+                   bool channels_last, index_t total) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     int64_t n, c, ot, oh, ow;
     unflatten(i, out_size, channels_last, &n, &c, &ot, &oh, &ow);
     const WindowResult<acc_t> r =
@@ -90,13 +104,14 @@ __global__ void forward_kernel(Tensor5<const scalar_t> input, Tensor5<scalar_t> 
   }
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void backward_kernel(Tensor5<const scalar_t> grad_output, Tensor5<const scalar_t> input,
-                                Tensor5<const scalar_t> output, Tensor5<const acc_t> offset,
-                                Tensor5<const acc_t> residual, Tensor5<scalar_t> grad_input, Layout5 in_size,
-                                Geometry g, Temperature<acc_t> temperature, bool channels_last, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    backward_kernel(Tensor5<const scalar_t> grad_output, Tensor5<const scalar_t> input,
+                    Tensor5<const scalar_t> output, Tensor5<const acc_t> offset, Tensor5<const acc_t> residual,
+                    Tensor5<scalar_t> grad_input, Layout5 in_size, Geometry g, Temperature<acc_t> temperature,
+                    bool channels_last, index_t total) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     int64_t n, c, it, ih, iw;
     unflatten(i, in_size, channels_last, &n, &c, &it, &ih, &iw);
     const acc_t x = static_cast<acc_t>(input.at(n, c, it, ih, iw));
@@ -106,13 +121,13 @@ __global__ void backward_kernel(Tensor5<const scalar_t> grad_output, Tensor5<con
   }
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void jvp_kernel(Tensor5<const scalar_t> tangent, Tensor5<const scalar_t> input,
-                           Tensor5<const scalar_t> output, Tensor5<const acc_t> offset, Tensor5<const acc_t> residual,
-                           Tensor5<scalar_t> output_tangent, Layout5 out_size, Geometry g,
-                           Temperature<acc_t> temperature, bool channels_last, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    jvp_kernel(Tensor5<const scalar_t> tangent, Tensor5<const scalar_t> input, Tensor5<const scalar_t> output,
+               Tensor5<const acc_t> offset, Tensor5<const acc_t> residual, Tensor5<scalar_t> output_tangent,
+               Layout5 out_size, Geometry g, Temperature<acc_t> temperature, bool channels_last, index_t total) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     int64_t n, c, ot, oh, ow;
     unflatten(i, out_size, channels_last, &n, &c, &ot, &oh, &ow);
     output_tangent.at(n, c, ot, oh, ow) = static_cast<scalar_t>(jvp_window<acc_t>(
@@ -120,6 +135,107 @@ __global__ void jvp_kernel(Tensor5<const scalar_t> tangent, Tensor5<const scalar
         window_span(g, 1, oh), window_span(g, 2, ow), static_cast<acc_t>(output.at(n, c, ot, oh, ow)),
         offset.at(n, c, ot, oh, ow), residual.at(n, c, ot, oh, ow), temperature.inverse(c)));
   }
+}
+
+constexpr int kWarp = 32;
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t warp_max(acc_t v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t warp_sum(acc_t v) {
+  // butterfly: every lane ends with the same sum, in the same order on every run
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Forward with one warp per output: lanes stride over the window's taps (flattened (t, h, w), so
+// neighbouring lanes read neighbouring w: coalesced for NCTHW). Windows whose maximum is not finite
+// (NaN, +-inf, empty) are left to lane 0 running the shared scalar body, which defines them.
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    forward_warp_kernel(Tensor5<const scalar_t> input, Tensor5<scalar_t> output, Tensor5<acc_t> offset,
+                        Tensor5<acc_t> residual, Layout5 out_size, Geometry g, Temperature<acc_t> temperature,
+                        index_t total) {
+  const int lane = threadIdx.x % kWarp;
+  const index_t warps_per_block = blockDim.x / kWarp;
+  for (index_t i = blockIdx.x * warps_per_block + threadIdx.x / kWarp; i < total;
+       i += static_cast<index_t>(gridDim.x) * warps_per_block) {
+    int64_t n, c, ot, oh, ow;
+    unflatten(i, out_size, false, &n, &c, &ot, &oh, &ow);
+    const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+    const scalar_t* plane = input.plane(n, c);
+    const unsigned int row = static_cast<unsigned int>(sw.count), rows_h = static_cast<unsigned int>(sh.count);
+    const unsigned int taps = static_cast<unsigned int>(st.count * sh.count * sw.count);
+    auto tap = [&](unsigned int k) {
+      const unsigned int cw = k % row, rest = k / row, b = rest % rows_h, a = rest / rows_h;
+      return static_cast<acc_t>(plane[(st.first + a * st.step) * input.s.t + (sh.first + b * sh.step) * input.s.h +
+                                      (sw.first + cw * sw.step) * input.s.w]);
+    };
+    const acc_t inf = softpool_infinity<acc_t>();
+    acc_t max_x = -inf;
+    bool nan = false;
+    for (unsigned int k = lane; k < taps; k += kWarp) {
+      const acc_t x = tap(k);
+      nan = nan || x != x;
+      max_x = x > max_x ? x : max_x;
+    }
+    nan = __any_sync(0xffffffffu, nan);
+    max_x = warp_max(max_x);
+    const acc_t inv_t = temperature.inverse(c);
+    if (nan || taps == 0 || is_infinite(max_x)) {
+      if (lane == 0) {
+        const WindowResult<acc_t> r = forward_window<scalar_t, acc_t>(plane, pooled3(input.s), st, sh, sw, inv_t);
+        output.at(n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
+        offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
+        residual.at(n, c, ot, oh, ow) = r.output_residual;
+      }
+      continue;
+    }
+    acc_t denominator = 0, numerator = 0;
+    for (unsigned int k = lane; k < taps; k += kWarp) {
+      const acc_t d = tap(k) - max_x;
+      const acc_t weight = softpool_exp(d * inv_t);
+      denominator += weight;
+      numerator += weight > 0 ? weight * d : acc_t(0);
+    }
+    denominator = warp_sum(denominator);
+    numerator = warp_sum(numerator);
+    if (lane == 0) {
+      const WindowResult<acc_t> r =
+          finish_window<scalar_t>(max_x, numerator / denominator, softpool_log(denominator), inv_t);
+      output.at(n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
+      offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
+      residual.at(n, c, ot, oh, ow) = r.output_residual;
+    }
+  }
+}
+
+// Windows with at least this many taps get a warp each (NCTHW inputs; channels-last inputs keep one
+// thread per output, whose neighbouring threads already read neighbouring channels).
+constexpr int64_t kWarpWindowTaps = 64;
+
+inline int64_t largest_window_taps(const Geometry& g) {
+  int64_t taps = 1;
+  for (int d = 0; d < kPoolDims; ++d) {
+    taps *= g.adaptive ? (g.input_size[d] + g.output_size[d] - 1) / g.output_size[d] + 1 : g.kernel[d];
+  }
+  return taps;
+}
+
+// Whether every flat index and every element offset of these tensors fits in int32.
+inline bool fits_int32(std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors) {
+    int64_t span = 1;
+    for (int64_t d = 0; d < t->dim(); ++d) span += (t->size(d) - 1) * t->stride(d);
+    if (t->numel() >= std::numeric_limits<int32_t>::max() || span >= std::numeric_limits<int32_t>::max()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 inline unsigned int grid_for(int64_t total) {
@@ -149,10 +265,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cuda(const at::Tensor
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    forward_kernel<scalar_t, acc_t><<<grid_for(total), kThreads, 0, stream>>>(
-        read_only<scalar_t>(input), writable<scalar_t>(output), writable<acc_t>(offset), writable<acc_t>(residual),
-        sizes_of(output), g, make_temperature<acc_t>(temperature), channels_last, total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const bool warp_per_output = !channels_last && largest_window_taps(g) >= kWarpWindowTaps;
+    auto launch = [&](auto index_zero) {
+      using index_t = decltype(index_zero);
+      if (warp_per_output) {
+        forward_warp_kernel<scalar_t, acc_t, index_t><<<grid_for(total * kWarp), kThreads, 0, stream>>>(
+            read_only<scalar_t>(input), writable<scalar_t>(output), writable<acc_t>(offset),
+            writable<acc_t>(residual), sizes_of(output), g, make_temperature<acc_t>(temperature),
+            static_cast<index_t>(total));
+      } else {
+        forward_kernel<scalar_t, acc_t, index_t><<<grid_for(total), kThreads, 0, stream>>>(
+            read_only<scalar_t>(input), writable<scalar_t>(output), writable<acc_t>(offset),
+            writable<acc_t>(residual), sizes_of(output), g, make_temperature<acc_t>(temperature), channels_last,
+            static_cast<index_t>(total));
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (fits_int32({&input, &output, &offset, &residual}) && total * kWarp < std::numeric_limits<int32_t>::max()) {
+      launch(int32_t{0});
+    } else {
+      launch(int64_t{0});
+    }
   });
   return {output, offset, residual};
 }
@@ -175,11 +308,19 @@ at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Te
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    backward_kernel<scalar_t, acc_t><<<grid_for(total), kThreads, 0, stream>>>(
-        read_only<scalar_t>(grad_output), read_only<scalar_t>(input), read_only<scalar_t>(output),
-        read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(grad_input), sizes_of(input), g,
-        make_temperature<acc_t>(temperature), channels_last, total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    auto launch = [&](auto index_zero) {
+      using index_t = decltype(index_zero);
+      backward_kernel<scalar_t, acc_t, index_t><<<grid_for(total), kThreads, 0, stream>>>(
+          read_only<scalar_t>(grad_output), read_only<scalar_t>(input), read_only<scalar_t>(output),
+          read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(grad_input), sizes_of(input), g,
+          make_temperature<acc_t>(temperature), channels_last, static_cast<index_t>(total));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (fits_int32({&grad_output, &input, &output, &offset, &residual, &grad_input})) {
+      launch(int32_t{0});
+    } else {
+      launch(int64_t{0});
+    }
   });
   return grad_input;
 }
@@ -201,11 +342,20 @@ at::Tensor soft_pool3d_jvp_cuda(const at::Tensor& tangent, const at::Tensor& inp
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_jvp_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    jvp_kernel<scalar_t, acc_t><<<grid_for(total), kThreads, 0, stream>>>(
-        read_only<scalar_t>(tangent), read_only<scalar_t>(input), read_only<scalar_t>(output),
-        read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(output_tangent),
-        sizes_of(output_tangent), g, make_temperature<acc_t>(temperature), channels_last, total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    auto launch = [&](auto index_zero) {
+      using index_t = decltype(index_zero);
+      jvp_kernel<scalar_t, acc_t, index_t><<<grid_for(total), kThreads, 0, stream>>>(
+          read_only<scalar_t>(tangent), read_only<scalar_t>(input), read_only<scalar_t>(output),
+          read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(output_tangent),
+          sizes_of(output_tangent), g, make_temperature<acc_t>(temperature), channels_last,
+          static_cast<index_t>(total));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (fits_int32({&tangent, &input, &output, &offset, &residual, &output_tangent})) {
+      launch(int32_t{0});
+    } else {
+      launch(int64_t{0});
+    }
   });
   return output_tangent;
 }

@@ -1,0 +1,271 @@
+"""Every CPU fast path (softpool_cpu_vectorized.h) against the shared scalar body and the float64
+reference, forward and backward, for each dtype and layout, with shapes proven to take that path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import softpool_video as sv
+from softpool_video.ops import cpu_kernel_variant, soft_pool3d_reference
+
+
+@dataclass(frozen=True)
+class PathCase:
+    shape: tuple
+    plan: str  # the CPU plan the contiguous input takes
+    channels_last_plan: str
+    kernel: tuple = (1, 1, 1)
+    stride: tuple = (1, 1, 1)
+    padding: tuple = (0, 0, 0)
+    dilation: tuple = (1, 1, 1)
+    ceil_mode: bool = False
+    adaptive_output: tuple | None = None  # adaptive pooling to this size
+    temperature: float = 1.0
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adaptive_output is not None:
+            return sv.adaptive_soft_pool3d(x, self.adaptive_output, temperature=self.temperature)
+        return sv.soft_pool3d(
+            x, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode, self.temperature
+        )
+
+    def reference(self, x: torch.Tensor, output_size) -> torch.Tensor:
+        adaptive = self.adaptive_output is not None
+        return soft_pool3d_reference(
+            x,
+            tuple(output_size),
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            adaptive,
+            self.temperature,
+        )
+
+    def plan_of(self, x: torch.Tensor, output_size) -> str:
+        return torch.ops.softpool_video._cpu_plan(
+            x,
+            list(output_size),
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.adaptive_output is not None,
+        )
+
+
+CASES = {
+    # window reduction: global head pool, adaptive and strided, disjoint windows
+    "windows_global_head": PathCase((2, 12, 8, 7, 7), "windows", "channels", adaptive_output=(1, 1, 1)),
+    "windows_head_kernel": PathCase((1, 9, 4, 7, 7), "windows", "channels", kernel=(4, 7, 7)),
+    "windows_adaptive_tiles": PathCase((2, 5, 8, 12, 10), "windows", "channels", adaptive_output=(2, 3, 1)),
+    "windows_strided_gaps": PathCase(
+        (1, 4, 9, 21, 20),
+        "windows",
+        "channels",
+        kernel=(2, 5, 8),
+        stride=(3, 6, 9),
+        padding=(1, 2, 4),
+        temperature=0.6,
+    ),
+    "windows_ceil_dilated_t": PathCase(
+        (1, 4, 10, 9, 16),
+        "windows",
+        "channels",
+        kernel=(2, 4, 8),
+        stride=(4, 4, 8),
+        dilation=(2, 1, 1),
+        ceil_mode=True,
+    ),
+    # overlapping adaptive windows (in % out != 0) are not disjoint: channel lanes
+    "channels_adaptive_overlap": PathCase(
+        (1, 16, 5, 7, 7), "channels", "channels", adaptive_output=(2, 2, 2)
+    ),
+    # channels-last with few channels: lanes hold several neighbouring positions (C=4: 16 of them)
+    "channels_grouped_stem": PathCase(
+        (1, 4, 3, 12, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+    ),
+    "channels_grouped_dilated_ceil": PathCase(
+        (1, 3, 4, 9, 50),
+        "rows",
+        "channels",
+        kernel=(2, 2, 3),
+        stride=(1, 2, 2),
+        padding=(1, 1, 1),
+        dilation=(1, 1, 2),
+        ceil_mode=True,
+        temperature=1.7,
+    ),
+    # one and two channel blocks (64 + 6): no grouping
+    "channels_wide": PathCase(
+        (1, 40, 2, 9, 11), "channels", "channels", kernel=(3, 3, 3), stride=(2, 2, 2), padding=(1, 1, 1)
+    ),
+    "channels_two_blocks": PathCase(
+        (1, 70, 2, 6, 7), "channels", "channels", kernel=(1, 3, 3), stride=(2, 2, 2)
+    ),
+    "rows_stem": PathCase(
+        (1, 3, 2, 20, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+    ),
+}
+
+TOLERANCE = {  # (vectorised vs scalar, vs the float64 reference)
+    torch.float32: (2e-5, 2e-5),
+    torch.float16: (1e-2, 5e-3),
+    torch.bfloat16: (4e-2, 4e-2),
+}
+
+
+def _forward_backward(case: PathCase, x: torch.Tensor, grad: torch.Tensor, variant: str):
+    xi = x.detach().clone().requires_grad_()
+    with cpu_kernel_variant(variant):
+        y = case.pool(xi)
+        (gx,) = torch.autograd.grad(y, xi, grad.to(y.dtype))
+    return y, gx
+
+
+def _input(case: PathCase, dtype, layout, scale=3.0):
+    x = (torch.randn(case.shape) * scale).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last_3d) if layout == "channels_last" else x
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(CASES))
+def test_fast_path_matches_scalar_body_and_reference(name, dtype, layout):
+    case = CASES[name]
+    torch.manual_seed(0)
+    x = _input(case, dtype, layout)
+    output_size = case.pool(x.float()).shape[2:]
+    expected_plan = case.plan if layout == "contiguous" else case.channels_last_plan
+    assert case.plan_of(x, output_size) == expected_plan
+    grad = torch.randn(x.shape[:2] + output_size)
+    y_s, g_s = _forward_backward(case, x, grad, "scalar")
+    y_v, g_v = _forward_backward(case, x, grad, "vectorized")
+    assert y_v.dtype == dtype and g_v.dtype == dtype
+    assert g_v.is_contiguous(memory_format=torch.channels_last_3d) == (layout == "channels_last")
+    fast_tol, ref_tol = TOLERANCE[dtype]
+    torch.testing.assert_close(y_v.float(), y_s.float(), rtol=fast_tol, atol=fast_tol)
+    torch.testing.assert_close(g_v.float(), g_s.float(), rtol=fast_tol, atol=fast_tol)
+    # the float64 oracle, forward and backward
+    x64 = x.double().requires_grad_()
+    ref = case.reference(x64, output_size)
+    (ref_grad,) = torch.autograd.grad(ref, x64, grad.double())
+    torch.testing.assert_close(y_v.double(), ref, rtol=ref_tol, atol=ref_tol * 4)
+    torch.testing.assert_close(g_v.double(), ref_grad, rtol=ref_tol, atol=ref_tol * 4)
+
+
+@pytest.mark.parametrize("name", ["windows_global_head", "windows_strided_gaps"])
+def test_float64_runs_the_scalar_body_and_passes_gradcheck(name):
+    case = CASES[name]
+    x = torch.randn(case.shape, dtype=torch.float64)
+    output_size = case.pool(x).shape[2:]
+    assert case.plan_of(x, output_size) == "scalar"
+    small = x[:1, :2].clone().requires_grad_()
+    assert torch.autograd.gradcheck(case.pool, (small,))
+
+
+@pytest.mark.parametrize(
+    "name,layout",
+    [
+        ("windows_global_head", "contiguous"),
+        ("windows_adaptive_tiles", "contiguous"),
+        ("windows_strided_gaps", "contiguous"),
+        ("channels_grouped_stem", "channels_last"),
+        ("channels_two_blocks", "channels_last"),
+        ("channels_adaptive_overlap", "contiguous"),
+    ],
+)
+def test_special_values_and_huge_range(name, layout):
+    case = CASES[name]
+    torch.manual_seed(1)
+    x = torch.randn(case.shape) * 3
+    flat = x.view(-1)
+    flat[5] = float("nan")
+    flat[x.shape[2] * x.shape[3] * x.shape[4] + 3] = float("inf")  # plane 1
+    x[0, 2] = float("-inf")  # a whole plane of -inf
+    x[0, 3] = x[0, 3] * 1e30  # a range far beyond exp's: weights underflow to exactly 0
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    grad = torch.randn(x.shape[:2] + case.pool(x).shape[2:])
+    y_s, g_s = _forward_backward(case, x, grad, "scalar")
+    y_v, g_v = _forward_backward(case, x, grad, "vectorized")
+    torch.testing.assert_close(y_v, y_s, rtol=2e-5, atol=2e-5, equal_nan=True)
+    torch.testing.assert_close(g_v, g_s, rtol=2e-5, atol=2e-5, equal_nan=True)
+    assert torch.isnan(y_v[0, 0]).any() and torch.isinf(y_v[0, 1]).any()
+    assert (y_v[0, 2] == float("-inf")).all()
+    assert torch.isfinite(y_v[0, 3]).all() and torch.isfinite(g_v[0, 3]).all()
+
+
+def test_windows_backward_is_deterministic_and_zero_outside_windows():
+    case = CASES["windows_strided_gaps"]
+    x = torch.randn(case.shape, requires_grad=True)
+    assert case.plan_of(x, case.pool(x).shape[2:]) == "windows"
+    y = case.pool(x)
+    grad = torch.randn_like(y)
+    (first,) = torch.autograd.grad(y, x, grad, retain_graph=True)
+    (second,) = torch.autograd.grad(y, x, grad)
+    assert torch.equal(first, second)
+    # stride 9 > kernel 8 along W: input columns between windows receive exactly 0
+    assert (first[..., 4::9] == 0).all() and (first[:, :, 1::3] == 0).all()
+
+
+def test_channels_last_backward_is_deterministic_across_thread_counts():
+    """The gather sums each input's windows in a fixed order whatever the split over threads."""
+    case = CASES["channels_grouped_stem"]
+    x = torch.randn(case.shape).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    y = case.pool(x)
+    grad = torch.randn_like(y)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            (gx,) = torch.autograd.grad(y, x, grad, retain_graph=True)
+            results.append(gx)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(CASES))
+def test_cuda_kernels_match_cpu_on_every_path(name, dtype, layout):
+    """The head/adaptive cases take the warp-per-output forward on CUDA (NCTHW, >= 64 taps)."""
+    case = CASES[name]
+    torch.manual_seed(2)
+    x = _input(case, dtype, layout)
+    output_size = case.pool(x.float()).shape[2:]
+    grad = torch.randn(x.shape[:2] + output_size).to(dtype)
+    y_cpu, g_cpu = _forward_backward(case, x, grad, "vectorized")
+    x_gpu = x.cuda().requires_grad_()
+    y_gpu = case.pool(x_gpu)
+    (g_gpu,) = torch.autograd.grad(y_gpu, x_gpu, grad.cuda())
+    tol = {torch.float32: 2e-5, torch.float64: 1e-10, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=tol, atol=tol)
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=tol, atol=tol)
+    (g_again,) = torch.autograd.grad(case.pool(x_gpu), x_gpu, grad.cuda())
+    assert torch.equal(g_again, g_gpu)
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["windows_global_head", "windows_strided_gaps", "channels_grouped_stem"])
+def test_cuda_special_values_match_cpu(name):
+    case = CASES[name]
+    torch.manual_seed(1)
+    x = torch.randn(case.shape) * 3
+    x.view(-1)[5] = float("nan")
+    x[0, 1, 0, 0, 0] = float("inf")
+    x[0, 2] = float("-inf")
+    x[0, 3] = x[0, 3] * 1e30
+    y_cpu = case.pool(x)
+    torch.testing.assert_close(case.pool(x.cuda()).cpu(), y_cpu, rtol=2e-5, atol=2e-5, equal_nan=True)
