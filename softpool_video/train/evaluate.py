@@ -574,7 +574,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
                 f"data split={split} (data.root={data_cfg.get('root')}) has {dataset.num_classes}"
             )
         out_dir = _eval_output_dir(cfg, checkpoint, split)
-        check_output_folder("output_dir" if cfg.get("output_dir") else "output_dir (default)", out_dir)
+        check_output_folder("output_dir", out_dir)  # the default is next to the checkpoint
         if ctx.is_main:
             run_log.open_file(out_dir / "eval.log")
         run_log.release_console()
