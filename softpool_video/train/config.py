@@ -692,6 +692,13 @@ def data_root(data_cfg: Mapping[str, Any]) -> Path | None:
     return path if path.is_absolute() else _launch_directory() / path
 
 
+def _missing_root_state(root: Path) -> str:
+    """What is wrong with a ``data.root`` that holds no dataset, for the error line."""
+    if root.is_file():
+        return "is a file, not a dataset folder"
+    return "is an empty folder" if root.is_dir() else "does not exist"
+
+
 def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") -> str | None:
     """Whether the dataset at ``data.root`` must be generated first: the reason to log, or ``None``.
 
@@ -721,8 +728,9 @@ def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") ->
     if (root / INFO_FILE).is_file():
         return "data.generate=true"  # ensure: same parameters, or an error naming the difference
     if purpose == "eval":
+        state = _missing_root_state(root)
         raise ConfigError(
-            f"data.root={data_cfg.get('root')} ({root}) does not exist; evaluation never generates data: "
+            f"data.root={data_cfg.get('root')} ({root}) {state}; evaluation never generates data: "
             "point data.root (or +data_overrides.root) at the dataset the checkpoint should be tested on"
         )
     if generate is True and data_cfg.get("synthetic") is None:
@@ -737,7 +745,8 @@ def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") ->
         if synthetic
         else " (see datasets/README.md to download and prepare it)"
     )
-    raise ConfigError(f"data.root={data_cfg.get('root')} ({root}) does not exist{hint}")
+    state = _missing_root_state(root)
+    raise ConfigError(f"data.root={data_cfg.get('root')} ({root}) {state}{hint}")
 
 
 def _data_layer_reason(data_cfg: Mapping[str, Any], generate: bool | None) -> str | None:

@@ -91,6 +91,8 @@ CASES = [
     Case("train-pretrained-folder", "softpool-train", ("TINY", "model.pretrained={data}"), ("model.pretrained=", "is a folder, not a weights file")),
     Case("train-num-classes", "softpool-train", ("TINY", "++data.num_classes=-3"), ("data.num_classes=-3 must be an integer >= 2",)),
     Case("train-decoder", "softpool-train", ("TINY", "++data.decoder=ffmpeg"), ("data.decoder must be one of pyav, decord, torchcodec, got 'ffmpeg'",)),
+    Case("train-root-is-file", "softpool-train", ("TINY", "data.root={text}"), ("data.root=", "notes.pt) is a file, not a dataset folder",)),
+    Case("train-root-empty-folder", "softpool-train", ("TINY", "data.root={cwd}"), ("is an empty folder; pass data.generate=true",)),
     # ---- softpool-eval
     Case("eval-no-checkpoint", "softpool-eval", (), ("checkpoint=PATH is required",)),
     Case("eval-missing-checkpoint", "softpool-eval", ("checkpoint={cwd}/best.pt",), ("best.pt: no such file",)),
