@@ -72,6 +72,7 @@ __all__ = [
     "run",
     "text",
     "version_text",
+    "writable_folder",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -329,6 +330,23 @@ def device() -> Converter:
     return convert
 
 
+def writable_folder(option: str, folder: str | os.PathLike) -> Path:
+    """``folder`` if it is, or can be created as, a writable folder; else :class:`UsageError` naming
+    ``option``. Creates nothing: checked before any work so a bad output place writes nothing."""
+    target = Path(folder).expanduser()
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == target else f"is under {probe}, which is a file"
+        raise UsageError(f"{option}={folder}: {where}, not a folder; give a folder to write into")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{option}={folder}: {probe} is not writable; give a folder you can write into")
+    return target
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -457,6 +475,8 @@ class Command:
                     f"unknown option {bare!r} in {arg!r}{did_you_mean(bare, self.options)}; "
                     f"known: {', '.join(self.options)}"
                 )
+            if not equals and bare in self.options and not os.path.exists(arg):
+                raise UsageError(f"{arg!r} needs a value after '=': write {bare}=VALUE (not {bare} VALUE)")
             if self.positionals is None:
                 raise UsageError(
                     f"unexpected argument {arg!r}: options are key=value (see {self.prog} --help)"

@@ -38,6 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from softpool_video.constants import DECODERS
 from softpool_video.data.annotations import (
     VIDEO_EXTENSIONS,
     AnnotationError,
@@ -50,7 +51,6 @@ from softpool_video.data.annotations import (
     resolve_video_path,
 )
 from softpool_video.data.decoders import (
-    BACKENDS,
     DEFAULT_BACKEND,
     VideoDecodeError,
     check_backend,
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--backend",
         nargs="+",
         default=[DEFAULT_BACKEND],
-        choices=BACKENDS,
+        choices=DECODERS,
         help="decoder(s) to check with; a file fails if any fails (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default: %(default)s)")

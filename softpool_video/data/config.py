@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from softpool_video.constants import DECODERS
 from softpool_video.data.annotations import (
     Annotations,
     kinetics_class_names,
@@ -24,7 +25,7 @@ from softpool_video.data.annotations import (
     read_class_names,
 )
 from softpool_video.data.dataset import SPLITS, VideoClipDataset
-from softpool_video.data.decoders import BACKENDS, check_backend
+from softpool_video.data.decoders import check_backend
 from softpool_video.data.transforms import DEFAULT_MEAN, DEFAULT_STD, build_transform
 
 logger = logging.getLogger(__name__)
@@ -160,8 +161,8 @@ class DataConfig:
             fail("format", f"must be one of {FORMATS}, got {self.format!r}")
         if self.root in (None, "", "???"):
             fail("root", "is not set: pass data.root=/path/to/the/dataset (see datasets/README.md)")
-        if self.decoder not in BACKENDS:
-            fail("decoder", f"must be one of {BACKENDS}, got {self.decoder!r}")
+        if self.decoder not in DECODERS:
+            fail("decoder", f"must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         try:
             check_backend(self.decoder)
         except ValueError as err:

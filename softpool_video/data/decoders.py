@@ -48,6 +48,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from softpool_video.constants import DECODERS
 from softpool_video.data.frame_index import (
     TRUNCATION_TOLERANCE_FRAMES,
     FrameIndex,
@@ -62,7 +63,8 @@ from softpool_video.data.frame_index import (
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("pyav", "decord", "torchcodec")
+#: The decoding back-ends: one list, ``softpool_video.constants.DECODERS``.
+BACKENDS = DECODERS
 # Measured with `softpool-bench data` (README, "Decoding" and "Speed"): no backend is consistently
 # faster on training's clip loads; pyav is the one that is exact on every file (the others hand it
 # the files they get wrong) and the only one that is always installed.

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 import softpool_video
 from softpool_video.cli import UsageError
@@ -499,21 +500,21 @@ def validate_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     resolve_accelerator(_get(cfg, "trainer.accelerator", "auto"))
 
     check.integer("data.batch_size", 1, optional=False)
-    check.integer("data.val_batch_size", 1)
-    check.integer("data.num_workers", 0)
-    check.boolean("data.persistent_workers")
-    check.boolean("data.pin_memory")
+    check_loader_settings(_get(cfg, "data"))
     check.boolean("data.generate")
     check.integer("data.num_frames", 1)
     check.integer("data.train_crop_size", 1)
     check.integer("data.test_crop_size", 1)
 
     check.number("loss.label_smoothing", minimum=0.0, below=1.0)
-    if _get(cfg, "mixup.enabled"):
-        check.number("mixup.mixup_alpha", minimum=0.0)
-        check.number("mixup.cutmix_alpha", minimum=0.0)
-        check.number("mixup.prob", minimum=0.0, below=1.0 + 1e-12)
-        check.number("mixup.switch_prob", minimum=0.0, below=1.0 + 1e-12)
+    # checked even while mixup is off: a wrong value must not wait for the day it is switched on
+    check.boolean("mixup.enabled")
+    check.number("mixup.mixup_alpha", minimum=0.0)
+    check.number("mixup.cutmix_alpha", minimum=0.0)
+    for key in ("mixup.prob", "mixup.switch_prob"):
+        value = check.number(key, minimum=0.0)
+        if value is not None and value > 1:
+            raise ConfigError(f"{key}={value:g} must be a probability in [0, 1]")
     check.choice("eval.aggregation", AGGREGATIONS, default="mean")
     check.integer("eval.test_num_clips", 1)
     test_crops = _get(cfg, "eval.test_num_crops")
@@ -521,6 +522,14 @@ def validate_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
         raise ConfigError(f"eval.test_num_crops={test_crops!r} must be 1, 3 or null")
     check.choice("eval.test_checkpoint", ("last", "best"), default="last")
     check.boolean("test")
+    try:
+        name = _get(cfg, "name")
+    except OmegaConfBaseException as error:  # name=${nope}: reported where Hydra would report it
+        raise ConfigError(f"name: {str(error).splitlines()[0]}") from None
+    if name is not None and (not str(name).strip() or "/" in str(name) or str(name) in (".", "..")):
+        raise ConfigError(
+            f"name={name!r} must be a plain folder name (no '/'): runs go to output_root/name/<time>"
+        )
     seed = _get(cfg, "seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
@@ -544,7 +553,31 @@ def _check_pretrained(pretrained: Any, spec: Any) -> None:
     if text in spec.weights:
         return  # a published name: the file is looked up in the torch hub cache when the model is built
     known = f"; published names for {spec.name}: {_choices(sorted(spec.weights))}" if spec.weights else ""
-    raise ConfigError(f"model.pretrained={text}: no such file{known}")
+    what = "is a folder, not a weights file" if Path(text).expanduser().is_dir() else "no such file"
+    raise ConfigError(f"model.pretrained={text}: {what}{known}")
+
+
+def check_output_folder(option: str, folder: Any) -> Path:
+    """``folder`` can be created and written (checked before any work); :class:`ConfigError` if not."""
+    from softpool_video.cli import UsageError, writable_folder
+
+    try:
+        return writable_folder(option, str(folder))
+    except UsageError as error:
+        raise ConfigError(str(error)) from None
+
+
+#: Keys of the data section that only the loader reads: checked the same way for training and
+#: evaluation (``+data_overrides.batch_size=...``).
+def check_loader_settings(data_cfg: Mapping[str, Any], prefix: str = "data") -> None:
+    """``batch_size`` >= 1, ``num_workers`` >= 0, the loader switches booleans; :class:`ConfigError`."""
+    check = _Checks({prefix: data_cfg})
+    check.integer(f"{prefix}.batch_size", 1)
+    check.integer(f"{prefix}.val_batch_size", 1)
+    check.integer(f"{prefix}.num_workers", 0)
+    check.boolean(f"{prefix}.persistent_workers")
+    check.boolean(f"{prefix}.pin_memory")
+    check.integer(f"{prefix}.num_classes", 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -665,6 +698,13 @@ def data_root(data_cfg: Mapping[str, Any]) -> Path | None:
     return path if path.is_absolute() else _launch_directory() / path
 
 
+def _missing_root_state(root: Path) -> str:
+    """What is wrong with a ``data.root`` that holds no dataset, for the error line."""
+    if root.is_file():
+        return "is a file, not a dataset folder"
+    return "is an empty folder" if root.is_dir() else "does not exist"
+
+
 def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") -> str | None:
     """Whether the dataset at ``data.root`` must be generated first: the reason to log, or ``None``.
 
@@ -694,8 +734,9 @@ def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") ->
     if (root / INFO_FILE).is_file():
         return "data.generate=true"  # ensure: same parameters, or an error naming the difference
     if purpose == "eval":
+        state = _missing_root_state(root)
         raise ConfigError(
-            f"data.root={data_cfg.get('root')} ({root}) does not exist; evaluation never generates data: "
+            f"data.root={data_cfg.get('root')} ({root}) {state}; evaluation never generates data: "
             "point data.root (or +data_overrides.root) at the dataset the checkpoint should be tested on"
         )
     if generate is True and data_cfg.get("synthetic") is None:
@@ -710,7 +751,8 @@ def synthetic_generation(data_cfg: Mapping[str, Any], purpose: str = "train") ->
         if synthetic
         else " (see datasets/README.md to download and prepare it)"
     )
-    raise ConfigError(f"data.root={data_cfg.get('root')} ({root}) does not exist{hint}")
+    state = _missing_root_state(root)
+    raise ConfigError(f"data.root={data_cfg.get('root')} ({root}) {state}{hint}")
 
 
 def _data_layer_reason(data_cfg: Mapping[str, Any], generate: bool | None) -> str | None:

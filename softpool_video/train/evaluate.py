@@ -438,6 +438,19 @@ def resolve_eval_data_config(cfg: DictConfig, checkpoint_config: Mapping[str, An
     if overrides:
         if not isinstance(overrides, DictConfig):
             raise ConfigError(f"data_overrides={overrides!r} must be a mapping: +data_overrides.KEY=VALUE")
+        import dataclasses
+
+        from softpool_video.cli import did_you_mean
+        from softpool_video.data.config import DataConfig
+
+        # a mistyped key would otherwise be dropped with a warning and the evaluation run without it
+        known = sorted(set(data) | {f.name for f in dataclasses.fields(DataConfig)})
+        for key in overrides:
+            if str(key) not in known:
+                raise ConfigError(
+                    f"data_overrides.{key}: not a data setting{did_you_mean(str(key), known)}; "
+                    f"known: {', '.join(known)}"
+                )
         data = OmegaConf.merge(data, overrides)
     for key in ("generate", "generate_if_missing"):
         if key in data:
@@ -503,6 +516,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
     from softpool_video.train.config import (
         ConfigError,
         build_split,
+        check_loader_settings,
+        check_output_folder,
         precision_name,
         resolve_accelerator,
         resolve_precision,
@@ -545,6 +560,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
         state = load_checkpoint(checkpoint, map_location="cpu")
         model, ckpt_config, class_names = load_model_from_checkpoint(checkpoint, ctx.device, state=state)
         data_cfg = resolve_eval_data_config(cfg, ckpt_config)
+        check_loader_settings(data_cfg)
         synthetic_generation(data_cfg, "eval")  # a missing data.root is an error, never generated
         dataset = build_split(data_cfg, split)
         if len(dataset) == 0:
@@ -558,6 +574,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> EvalSummary:
                 f"data split={split} (data.root={data_cfg.get('root')}) has {dataset.num_classes}"
             )
         out_dir = _eval_output_dir(cfg, checkpoint, split)
+        check_output_folder("output_dir", out_dir)  # the default is next to the checkpoint
         if ctx.is_main:
             run_log.open_file(out_dir / "eval.log")
         run_log.release_console()

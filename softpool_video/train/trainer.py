@@ -62,6 +62,7 @@ from softpool_video.train.config import (
     ConfigError,
     build_model_from_config,
     build_split,
+    check_output_folder,
     generate_synthetic,
     precision_name,
     reconcile_clip_shape,
@@ -306,6 +307,7 @@ class Trainer:
                     Path(str(cfg.get("output_root", Path(str(cfg.run_dir)).parent.parent))),
                     str(cfg.name),
                 )
+                check_output_folder("run_dir", decision[0])
             except ConfigError as error:
                 decision = error  # every rank raises it, rather than waiting for rank 0 forever
         decision = dist_utils.broadcast_object(decision)

@@ -85,6 +85,14 @@ CASES = [
     Case("train-run-dir-taken", "softpool-train", ("TINY", "run_dir={run}"), ("already holds a run", "resume=auto")),
     Case("train-typo-root", "softpool-train", ("TINY", "data.root={cwd}/synthetik"), ("data.root=", "synthetik", "does not exist", "data.generate=true"), subprocess=True),
     Case("train-monitor", "softpool-train", ("TINY", "trainer.monitor=accuracy"), ("trainer.monitor='accuracy' is not a metric",)),
+    Case("train-output-under-file", "softpool-train", ("TINY", "output_root={text}/runs"), ("run_dir=", "notes.pt, which is a file, not a folder")),
+    Case("train-mixup-prob", "softpool-train", ("TINY", "mixup.prob=2"), ("mixup.prob=2 must be a probability in [0, 1]",)),
+    Case("train-name-slash", "softpool-train", ("TINY", "name=a/../../b"), ("name='a/../../b' must be a plain folder name",)),
+    Case("train-pretrained-folder", "softpool-train", ("TINY", "model.pretrained={data}"), ("model.pretrained=", "is a folder, not a weights file")),
+    Case("train-num-classes", "softpool-train", ("TINY", "++data.num_classes=-3"), ("data.num_classes=-3 must be an integer >= 2",)),
+    Case("train-decoder", "softpool-train", ("TINY", "++data.decoder=ffmpeg"), ("data.decoder must be one of pyav, decord, torchcodec, got 'ffmpeg'",)),
+    Case("train-root-is-file", "softpool-train", ("TINY", "data.root={text}"), ("data.root=", "notes.pt) is a file, not a dataset folder",)),
+    Case("train-root-empty-folder", "softpool-train", ("TINY", "data.root={cwd}"), ("is an empty folder; pass data.generate=true",)),
     # ---- softpool-eval
     Case("eval-no-checkpoint", "softpool-eval", (), ("checkpoint=PATH is required",)),
     Case("eval-missing-checkpoint", "softpool-eval", ("checkpoint={cwd}/best.pt",), ("best.pt: no such file",)),
@@ -98,6 +106,10 @@ CASES = [
     Case("eval-aggregation", "softpool-eval", ("checkpoint={ckpt}", "aggregation=median"), ("aggregation='median' is not one of mean, sum, max",)),
     Case("eval-frames-conflict", "softpool-eval", ("checkpoint={ckpt}", "+data_overrides.num_frames=16"), ("data.num_frames=16 but model.num_frames=8",)),
     Case("eval-repeated", "softpool-eval", ("checkpoint={ckpt}", "split=val", "split=test"), ("split is given twice",)),
+    Case("eval-loader-batch", "softpool-eval", ("checkpoint={ckpt}", "+data_overrides.batch_size=-2"), ("data.batch_size=-2 must be an integer >= 1",)),
+    Case("eval-loader-workers", "softpool-eval", ("checkpoint={ckpt}", "+data_overrides.num_workers=-1"), ("data.num_workers=-1 must be an integer >= 0",)),
+    Case("eval-override-typo", "softpool-eval", ("checkpoint={ckpt}", "+data_overrides.rooot=/x"), ("data_overrides.rooot: not a data setting (did you mean root?)",), subprocess=True),
+    Case("eval-output-under-file", "softpool-eval", ("checkpoint={ckpt}", "output_dir={text}/report"), ("output_dir=", "notes.pt, which is a file, not a folder")),
     # ---- softpool-predict
     Case("predict-topk", "softpool-predict", ("{video}", "checkpoint={ckpt}", "topk=0"), ("topk must be an integer >= 1, got '0'",)),
     Case("predict-repeated", "softpool-predict", ("{video}", "checkpoint={ckpt}", "topk=2", "topk=3"), ("topk is given twice (topk=2 and topk=3)",), subprocess=True),
@@ -107,6 +119,7 @@ CASES = [
     Case("predict-no-checkpoint", "softpool-predict", ("{video}",), ("checkpoint=PATH is required",)),
     Case("predict-text-checkpoint", "softpool-predict", ("{video}", "checkpoint={text}"), ("is a text file, not a PyTorch checkpoint",), code=1, subprocess=True),
     Case("predict-no-video", "softpool-predict", ("checkpoint={ckpt}",), ("no VIDEO or DIR given",)),
+    Case("predict-key-space", "softpool-predict", ("{video}", "checkpoint", "{ckpt}"), ("'checkpoint' needs a value after '=': write checkpoint=VALUE",)),
     # ---- softpool-visualize
     Case("visualize-levels", "softpool-visualize", ("{video}", "levels=0"), ("levels must be an integer >= 1, got '0'",)),
     Case("visualize-unknown", "softpool-visualize", ("{video}", "kernal=2"), ("unknown option 'kernal'", "did you mean kernel?")),
@@ -121,6 +134,8 @@ CASES = [
     Case("synth-classes", "softpool-synth", ("num_classes=1",), ("num_classes must be an integer in [2, 10], got '1'",)),
     Case("synth-flag", "softpool-synth", ("--num-classes", "3"), ("unknown flag '--num-classes'",), subprocess=True),
     Case("synth-size", "softpool-synth", ("{cwd}/out", "size=31"), ("size must be an even number >= 32",)),
+    Case("synth-key-space", "softpool-synth", ("num_classes", "3"), ("'num_classes' needs a value after '=': write num_classes=VALUE",)),
+    Case("bench-key-space", "softpool-bench", ("op", "repeats", "3"), ("'repeats' needs a value after '='",)),
     # ---- softpool-demo
     Case("demo-positional", "softpool-demo", ("fast",), ("'fast' is not an override: write key=value",)),
     Case("demo-experiment", "softpool-demo", ("experiment=nope",), ("experiment=nope: no such experiment config", "pooling_comparison")),
