@@ -438,9 +438,10 @@ class Command:
                 other, allowed = option.applies_when
                 condition = f" ({other}={'|'.join(allowed)})"
             lines.append(f"  {name + '=':<{width}}{option.help}{condition}{shown}")
+        flag_width = max(width + 2, len("  --help, -h") + 2)  # short option names must not glue on
         lines += [
-            "  --help, -h".ljust(width + 2) + "this help",
-            "  --version".ljust(width + 2) + "the version",
+            "  --help, -h".ljust(flag_width) + "this help",
+            "  --version".ljust(flag_width) + "the version",
         ]
         if self.epilog:
             lines += ["", self.epilog.strip()]
@@ -509,6 +510,15 @@ def wants_version(argv: Sequence[str]) -> bool:
     return VERSION_FLAG in argv
 
 
+def _print_to_pipe(text: str) -> None:
+    """Print ``text``; a reader that stops early (``--help | head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would report the closed pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def run(
     command: Command,
     main: Callable[[Arguments], int | None],
@@ -524,10 +534,10 @@ def run(
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
-        print(command.usage())
+        _print_to_pipe(command.usage())
         return EXIT_OK
     if wants_version(argv):
-        print(version_text(command.prog))
+        _print_to_pipe(version_text(command.prog))
         return EXIT_OK
     try:
         arguments = command.parse(argv)

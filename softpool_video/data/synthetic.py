@@ -571,6 +571,7 @@ def _main(args: Any) -> int:
         if "root" in args.given:
             raise cli.UsageError(f"two roots given: {args.positionals[0]!r} and root={args.root}")
         root = args.positionals[0]
+    cli.writable_folder("root", root)  # a file or a read-only place is a bad argument, found first
     started = time.perf_counter()
     try:
         SyntheticParams(

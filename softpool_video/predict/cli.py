@@ -200,6 +200,21 @@ def _checked(arguments: cli.Arguments) -> tuple[list[str], dict[str, Any]]:
             raise UsageError(f"checkpoint={options['checkpoint']}: no such file")
     if not arguments.positionals:
         raise UsageError("no VIDEO or DIR given")
+    # Named inputs must exist and outputs must have a place to go before the model is loaded: a typo
+    # is a bad argument (exit 2), not a run that classified nothing.
+    for given in arguments.positionals:
+        if not os.path.exists(given):
+            raise UsageError(f"{given}: no such video file or folder")
+    for key in ("output", "plot", "out_video"):
+        if options.get(key) is not None:
+            target = Path(options[key])
+            if target.is_dir():
+                raise UsageError(f"{key}={options[key]}: is a folder; give a file name")
+            try:
+                cli.writable_folder(key, target.parent)
+            except UsageError as error:  # say which file cannot be written, then why
+                reason = str(error).split(": ", 1)[-1]
+                raise UsageError(f"{key}={options[key]}: cannot write it: {target.parent} {reason}") from None
     return list(arguments.positionals), options
 
 

@@ -14,6 +14,7 @@ Arguments follow the grammar of every softpool tool (``softpool_video.cli``): ``
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -142,6 +143,18 @@ def _checked(arguments: cli.Arguments) -> dict[str, Any]:
         options["video"] = arguments.positionals[0]
     if options["video"] is None:
         raise UsageError(f"no VIDEO given (see {PROG} --help)")
+    # Files the user named must exist before any work: a typo is a bad argument (exit 2), not a
+    # failure of the run. Whether a file is a readable video is only known once it is opened.
+    for key in ("video", "checkpoint", "weights", "labels"):
+        given = options.get(key)
+        if given is None:
+            continue
+        if not os.path.exists(given):
+            raise UsageError(f"{key}={given}: no such file")
+        if os.path.isdir(given):
+            raise UsageError(f"{key}={given}: is a folder, not a file")
+    if options["output"] is not None:
+        cli.writable_folder("output", options["output"])
     return options
 
 

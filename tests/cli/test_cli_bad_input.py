@@ -111,6 +111,8 @@ CASES = [
     Case("eval-override-typo", "softpool-eval", ("checkpoint={ckpt}", "+data_overrides.rooot=/x"), ("data_overrides.rooot: not a data setting (did you mean root?)",), subprocess=True),
     Case("eval-output-under-file", "softpool-eval", ("checkpoint={ckpt}", "output_dir={text}/report"), ("output_dir=", "notes.pt, which is a file, not a folder")),
     # ---- softpool-predict
+    Case("predict-missing-video", "softpool-predict", ("{cwd}/nope.mp4", "checkpoint={ckpt}"), ("nope.mp4: no such video file or folder",), subprocess=True),
+    Case("predict-output-under-file", "softpool-predict", ("{video}", "checkpoint={ckpt}", "output={text}/p.json"), ("output=", "cannot write it", "is a file, not a folder")),
     Case("predict-topk", "softpool-predict", ("{video}", "checkpoint={ckpt}", "topk=0"), ("topk must be an integer >= 1, got '0'",)),
     Case("predict-repeated", "softpool-predict", ("{video}", "checkpoint={ckpt}", "topk=2", "topk=3"), ("topk is given twice (topk=2 and topk=3)",), subprocess=True),
     Case("predict-unknown", "softpool-predict", ("{video}", "checkpoint={ckpt}", "top_k=3"), ("unknown option 'top_k'", "did you mean topk?")),
@@ -123,6 +125,8 @@ CASES = [
     # ---- softpool-visualize
     Case("visualize-levels", "softpool-visualize", ("{video}", "levels=0"), ("levels must be an integer >= 1, got '0'",)),
     Case("visualize-unknown", "softpool-visualize", ("{video}", "kernal=2"), ("unknown option 'kernal'", "did you mean kernel?")),
+    Case("visualize-missing-video", "softpool-visualize", ("{cwd}/nope.mp4",), ("video=", "nope.mp4: no such file"), subprocess=True),
+    Case("visualize-output-under-file", "softpool-visualize", ("{video}", "output={text}/out"), ("output=", "which is a file, not a folder")),
     Case("visualize-no-video", "softpool-visualize", (), ("no VIDEO given",)),
     # ---- softpool-bench
     Case("bench-subcommand", "softpool-bench", ("operator",), ("unknown subcommand 'operator'", "op, models, data, retention")),
@@ -134,6 +138,8 @@ CASES = [
     Case("synth-classes", "softpool-synth", ("num_classes=1",), ("num_classes must be an integer in [2, 10], got '1'",)),
     Case("synth-flag", "softpool-synth", ("--num-classes", "3"), ("unknown flag '--num-classes'",), subprocess=True),
     Case("synth-size", "softpool-synth", ("{cwd}/out", "size=31"), ("size must be an even number >= 32",)),
+    Case("synth-root-is-file", "softpool-synth", ("root={text}",), ("root=", "notes.pt: is a file, not a folder",), subprocess=True),
+    Case("synth-root-under-file", "softpool-synth", ("{text}/data",), ("root=", "which is a file, not a folder",)),
     Case("synth-key-space", "softpool-synth", ("num_classes", "3"), ("'num_classes' needs a value after '=': write num_classes=VALUE",)),
     Case("bench-key-space", "softpool-bench", ("op", "repeats", "3"), ("'repeats' needs a value after '='",)),
     # ---- softpool-demo

@@ -116,8 +116,10 @@ def test_only_unreadable_files_exit_non_zero(checkpoint, unreadable_videos, tmp_
     assert "none of the 2 video(s) could be classified" in err
     # the output still lists what went wrong
     assert [v["ok"] for v in json.loads(output.read_text())["videos"]] == [False, False]
-    assert main([str(tmp_path / "missing.mp4"), f"checkpoint={checkpoint}"]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    # a path that does not exist is a bad argument, found before the model is loaded
+    assert main([str(tmp_path / "missing.mp4"), f"checkpoint={checkpoint}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.mp4: no such video file or folder" in err
 
 
 def test_a_folder_without_videos_exits_non_zero(checkpoint, tmp_path, capsys):
@@ -254,8 +256,11 @@ def test_an_unwritable_output_is_reported(checkpoint, sample_videos, tmp_path, c
     blocker.write_text("a file where a folder should be")
     output = blocker / "preds.json"
     video = str(sample_videos["carphone_distorted"])
-    assert main([video, f"checkpoint={checkpoint}", f"output={output}"]) == 1
-    assert f"output={output}: cannot write it" in capsys.readouterr().err
+    # found before any video is classified: a bad argument, nothing written
+    assert main([video, f"checkpoint={checkpoint}", f"output={output}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"output={output}: cannot write it" in err and "is a file" in err
+    assert blocker.read_text() == "a file where a folder should be"
 
 
 def test_ctrl_c_keeps_what_is_done(checkpoint, mixed_folder, tmp_path, monkeypatch, capsys):

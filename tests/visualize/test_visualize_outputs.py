@@ -230,6 +230,10 @@ def test_cli_unreadable_and_missing_files(capsys, tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 500)
     code, _, err = run_cli([str(bad), f"output={tmp_path / 'out'}"], capsys)
     assert code == 1 and "broken.mp4" in err
-    code, _, err = run_cli([str(tmp_path / "nope.mp4")], capsys)
-    assert code == 1 and "nope.mp4" in err
+    assert not (tmp_path / "out").exists()
+    # a file that does not exist is a bad argument (exit 2), found before any work
+    code, _, err = run_cli([str(tmp_path / "nope.mp4"), f"output={tmp_path / 'out'}"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "video=" in err and "nope.mp4: no such file" in err
+    code, _, err = run_cli([str(bad), f"output={bad / 'out'}"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "output=" in err and "is a file" in err
     assert not (tmp_path / "out").exists()
