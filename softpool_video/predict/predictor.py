@@ -504,7 +504,16 @@ class Predictor:
             with self.view_maker.open(path) as video:
                 info = video.info
                 result.duration = info.duration
-                spans = timeline_segments(info.num_frames, info.fps, window, stride)
+                # a variable-frame-rate video is cut on its presentation timeline, not at index / fps
+                times = list(video.frame_times) if info.variable_frame_rate else None
+                spans = timeline_segments(
+                    info.num_frames, info.fps, window, stride, frame_times=times, duration=info.duration
+                )
+                seconds = (
+                    [t - times[0] for t in times] + [info.duration]
+                    if times
+                    else [k / info.fps for k in range(info.num_frames + 1)]
+                )
 
                 def views() -> Iterator[tuple[Any, torch.Tensor]]:
                     bar = tqdm(spans, desc=Path(path).name, unit="segment", leave=False, disable=not progress)
@@ -517,8 +526,8 @@ class Predictor:
                         TimelineSegment(
                             start=span.start,
                             end=span.end,
-                            window_start=span.window_first / info.fps,
-                            window_end=span.window_stop / info.fps,
+                            window_start=seconds[span.window_first],
+                            window_end=seconds[span.window_stop],
                             topk=self._topk(probabilities),
                             probabilities=probabilities.tolist(),
                         )

@@ -11,9 +11,12 @@ more context, ``stride == window`` (the default) labels each window on its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 __all__ = [
     "SegmentSpan",
@@ -59,14 +62,29 @@ class SegmentSpan(NamedTuple):
     window_stop: int
 
 
-def timeline_segments(num_frames: int, fps: float, window: float, stride: float) -> list[SegmentSpan]:
+def timeline_segments(
+    num_frames: int,
+    fps: float,
+    window: float,
+    stride: float,
+    frame_times: Sequence[float] | None = None,
+    duration: float | None = None,
+) -> list[SegmentSpan]:
     """Segments of ``stride`` seconds covering a video of ``num_frames`` frames, each with its window.
 
     Segment ``k`` spans ``[k * stride, (k + 1) * stride)`` seconds, the last one ending at the
     video's end, ``num_frames / fps``; a segment that would hold no frame (a stride shorter than
     a frame) is merged into the next. Windows hold ``window * fps`` frames (rounded; all of them
     when the video is shorter), centred on their segment and shifted to lie inside the video.
+
+    ``frame_times`` (seconds, one per frame, increasing; e.g. ``VideoSource.frame_times``) places
+    the frames at their presentation times instead of ``index / fps``, as a variable-frame-rate
+    video needs: a segment holds the frames whose time (from frame 0) falls inside it, and a window
+    holds the frames of the ``window`` seconds around its segment's centre, shifted to lie inside
+    ``[0, duration)`` (``duration``: default the last frame's time plus one average frame).
     """
+    if frame_times is not None:
+        return _segments_on_timeline(num_frames, fps, window, stride, frame_times, duration)
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if not fps > 0 or not window > 0 or not stride > 0:
@@ -90,6 +108,46 @@ def timeline_segments(num_frames: int, fps: float, window: float, stride: float)
         centre = (start + end) / 2 * fps  # in frames
         window_first = min(max(0, math.floor(centre - length / 2 + 0.5)), num_frames - length)
         spans.append(SegmentSpan(start, end, first, stop, window_first, window_first + length))
+    return spans
+
+
+def _segments_on_timeline(
+    num_frames: int,
+    fps: float,
+    window: float,
+    stride: float,
+    frame_times: Sequence[float],
+    duration: float | None,
+) -> list[SegmentSpan]:
+    times = np.asarray(frame_times, dtype=np.float64)
+    if num_frames < 1 or times.shape != (num_frames,):
+        raise ValueError(f"frame_times must hold one time per frame ({num_frames}), got shape {times.shape}")
+    if not window > 0 or not stride > 0:
+        raise ValueError(f"window and stride must be > 0, got {window}, {stride}")
+    times = times - times[0]
+    end_of_video = float(duration) if duration else float(times[-1] + 1.0 / fps)
+    end_of_video = max(end_of_video, float(times[-1]) + 1e-6)
+
+    def first_frame_at(seconds: float) -> int:  # the first frame whose time is >= seconds
+        return int(np.searchsorted(times, seconds - 1e-6, side="left"))
+
+    bounds = [(0, 0.0)]
+    k = 1
+    while True:
+        first = first_frame_at(k * stride)
+        if first >= num_frames or k * stride >= end_of_video:
+            break
+        if first > bounds[-1][0]:  # a segment without a frame is merged into the next
+            bounds.append((first, k * stride))
+        k += 1
+    bounds.append((num_frames, end_of_video))
+    length = min(window, end_of_video)
+    spans = []
+    for (first, start), (stop, end) in zip(bounds[:-1], bounds[1:]):
+        low = min(max(0.0, (start + end) / 2 - length / 2), end_of_video - length)
+        window_first = min(first_frame_at(low), num_frames - 1)
+        window_stop = max(window_first + 1, first_frame_at(low + length))
+        spans.append(SegmentSpan(start, end, first, stop, window_first, min(window_stop, num_frames)))
     return spans
 
 

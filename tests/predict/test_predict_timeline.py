@@ -166,3 +166,48 @@ def test_real_timeline_records_clips_and_crops(checkpoint, sample_videos):
     timeline = Predictor(checkpoint, device="cpu", num_clips=2).timeline(sample_videos["carphone_distorted"])
     assert (timeline.num_clips, timeline.num_crops, timeline.num_views) == (2, 1, 2)
     assert timeline.views_text == "2 clips x 1 crop = 2 views"
+
+
+def test_variable_frame_rate_segments_follow_the_presentation_times():
+    # 10 frames 0.1 s apart, a burst of 10 frames 0.02 s apart, then 10 frames 0.1 s apart again:
+    # frame times 0.0..0.9, 1.00..1.18, 1.2..2.1; the video ends at 2.2 s. By hand, with stride 0.5:
+    # [0, 0.5) frames 0-4, [0.5, 1.0) 5-9, [1.0, 1.5) 10-22 (the burst and 1.2, 1.3, 1.4),
+    # [1.5, 2.0) 23-27, [2.0, 2.2) 28-29. Numbering by index / average fps (30 / 2.2 = 13.6 fps)
+    # would cut at frames 7, 14, 21 and 28 instead.
+    times = [0.1 * k for k in range(10)] + [1.0 + 0.02 * k for k in range(10)]
+    times += [1.2 + 0.1 * k for k in range(10)]
+    spans = timeline_segments(30, 30 / 2.2, window=0.5, stride=0.5, frame_times=times, duration=2.2)
+    assert [(s.first, s.stop) for s in spans] == [(0, 5), (5, 10), (10, 23), (23, 28), (28, 30)]
+    assert [s.start for s in spans] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert spans[-1].end == pytest.approx(2.2)
+    # each window holds the frames of the 0.5 s around its segment's centre, kept inside the video:
+    # [1.0, 1.5) -> [1.0, 1.5) = frames 10-22; the last one [1.85, 2.35) is shifted to [1.7, 2.2)
+    assert (spans[2].window_first, spans[2].window_stop) == (10, 23)
+    assert (spans[4].window_first, spans[4].window_stop) == (25, 30)
+    assert (spans[0].window_first, spans[0].window_stop) == (0, 5)
+
+
+def test_timeline_of_a_variable_frame_rate_video_uses_real_times(predictor, tmp_path):
+    from fractions import Fraction
+
+    import numpy as np
+
+    from softpool_video.data.testing import write_video
+
+    # 40 frames of 64x64: 20 at 25 fps, a 1.2 s pause, 20 more at 25 fps; 2.8 s in all
+    frames = np.zeros((40, 64, 64, 3), dtype=np.uint8)
+    frames[:, :, :, 0] = np.arange(40, dtype=np.uint8)[:, None, None] * 6
+    pts = [40 * k for k in range(20)] + [800 + 1200 + 40 * k for k in range(20)]
+    video = write_video(tmp_path / "vfr.mp4", frames, pts, Fraction(1, 1000), rate=25)
+    timeline = predictor.timeline(video, window=1.0, stride=1.0)
+    assert timeline.ok
+    segments = timeline.segments
+    # by real time: [0, 1) holds frames 0-19 (0-0.76 s); [1, 2) holds none (the pause), so it is
+    # merged into the last one, [1, 2.8), frames 20-39 (2.0-2.76 s). Numbering frames by the average
+    # rate (40 / 2.8 = 14.3 fps) would instead put frames 14-19 into the second segment.
+    assert [(s.start, round(s.end, 2)) for s in segments] == [(0.0, 1.0), (1.0, 2.8)]
+    # the model saw real frames of each segment: its window [1.4, 2.4) s holds frames 20-29
+    assert segments[1].window_start == pytest.approx(2.0) and segments[1].window_end == pytest.approx(2.4)
+    assert timeline.duration == pytest.approx(2.8, abs=0.05)
+    for segment in segments:
+        assert 0.0 <= segment.window_start < segment.window_end <= timeline.duration + 1e-6
