@@ -361,6 +361,41 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Contiguous (NCTHW) output: lanes are consecutive outputs along W.
 
+// One input row along W, padded with -inf to the reach of every window of the output row (padding
+// and ceil-mode overhang) and split into its `stride` phases: phase r holds padded positions
+// r, r + s, r + 2 s, ... so that tap q of the windows ow0 .. ow0 + n - 1 is the contiguous run
+// phases[q % s][ow0 + q / s ...] (stride 2 de-interleaves even and odd columns once per row instead
+// of once per tap). A -inf tap has weight exactly 0, as in the scalar body, which skips it.
+struct PhasedRow {
+  int64_t stride = 1, phase_length = 0;
+  std::vector<float> padded, phases;
+
+  PhasedRow(const Geometry& g)
+      : stride(g.stride[2]),
+        phase_length(((g.output_size[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dilation[2] + 1 + g.stride[2] -
+                      1) /
+                     g.stride[2]),
+        padded(static_cast<size_t>(phase_length * stride)),
+        phases(padded.size()) {}
+
+  template <typename scalar_t>
+  void load(const scalar_t* row, int64_t row_step, int64_t W, int64_t padding) {
+    constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+    const int64_t length = static_cast<int64_t>(padded.size());
+    const int64_t first = std::min(padding, length), last = std::min(padding + W, length);
+    std::fill(padded.begin(), padded.begin() + first, kMinusInf);
+    if (last > first) gather_lanes(padded.data() + first, row, last - first, row_step);
+    std::fill(padded.begin() + std::max(first, last), padded.end(), kMinusInf);
+    if (stride == 1) {
+      std::copy(padded.begin(), padded.end(), phases.begin());
+      return;
+    }
+    for (int64_t r = 0; r < stride; ++r) gather_strided(phases.data() + r * phase_length, padded.data() + r, phase_length, stride);
+  }
+
+  const float* tap(int64_t q, int64_t ow0) const { return phases.data() + (q % stride) * phase_length + q / stride + ow0; }
+};
+
 template <typename scalar_t>
 void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
                   const at::Tensor& residual, const Geometry& g, float inv_t) {
@@ -372,10 +407,11 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   const int64_t in_n = input.stride(0), in_c = input.stride(1);
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t rows = output.size(0) * C * OT * OH;
-  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
+  const int64_t row_taps = g.kernel[0] * g.kernel[1];
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * kernel_taps(g)));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
+    std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g));
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % C, n = row / (OH * OT * C);
@@ -392,21 +428,25 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
       auto scalar_lane = [&](int64_t ow) {
         store(ow, forward_window<scalar_t, float>(plane, in_s, st, sh, window_span(g, 2, ow), inv_t));
       };
-      const bool regular = st.count > 0 && sh.count > 0;
-      const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
-      for (int64_t ow = 0; ow < lo; ++ow) scalar_lane(ow);
-      for (int64_t ow = hi; ow < OW; ++ow) scalar_lane(ow);
-      const int64_t step = g.stride[2] * in_s.w;
-      for (int64_t ow0 = lo; ow0 < hi; ow0 += kLanes) {
-        const int64_t lanes = std::min(kLanes, hi - ow0);
+      if (!(st.count > 0 && sh.count > 0)) {  // empty window (dilation): the scalar body defines it
+        for (int64_t ow = 0; ow < OW; ++ow) scalar_lane(ow);
+        continue;
+      }
+      int64_t r = 0;
+      for (int64_t a = 0; a < st.count; ++a) {
+        for (int64_t b = 0; b < sh.count; ++b, ++r) {
+          window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h, in_s.w,
+                              g.input_size[2], g.padding[2]);
+        }
+      }
+      // every window of the row, edges included: their padded taps are -inf
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
+        const int64_t lanes = std::min(kLanes, OW - ow0);
         int64_t k = 0;
-        for (int64_t a = 0; a < st.count; ++a) {
-          for (int64_t b = 0; b < sh.count; ++b) {
-            const scalar_t* src_row = plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
-            for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-              const scalar_t* src = src_row + (ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2]) * in_s.w;
-              gather_lanes(taps.data() + k * kLanes, src, lanes, step);
-            }
+        for (int64_t q = 0; q < r; ++q) {
+          for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+            const float* src = window_rows[q].tap(kw * g.dilation[2], ow0);
+            std::copy(src, src + lanes, taps.data() + k * kLanes);
           }
         }
         lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
