@@ -370,10 +370,13 @@ struct PhasedRow {
   int64_t stride = 1, phase_length = 0;
   std::vector<float> padded, phases;
 
-  PhasedRow(const Geometry& g)
+  // long enough for the reach of the last window and for the whole input row (whose last columns
+  // may lie in no window: the backward gives them 0 from this layout)
+  explicit PhasedRow(const Geometry& g)
       : stride(g.stride[2]),
-        phase_length(((g.output_size[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dilation[2] + 1 + g.stride[2] -
-                      1) /
+        phase_length((std::max((g.output_size[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dilation[2] + 1,
+                               g.padding[2] + g.input_size[2]) +
+                      g.stride[2] - 1) /
                      g.stride[2]),
         padded(static_cast<size_t>(phase_length * stride)),
         phases(padded.size()) {}
@@ -477,25 +480,6 @@ inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
   }
 }
 
-// The per-tap scatter of one window through the shared window_gradient: used for edge, adaptive
-// and non-finite windows. `acc` is the (T, H, W) accumulator of the window's plane with strides acc_s.
-template <typename scalar_t>
-inline void scatter_window_scalar(const scalar_t* plane, Strides3 in_s, Span st, Span sh, Span sw, float y,
-                                  float offset, float residual, float grad_y, float inv_t, float* acc,
-                                  Strides3 acc_s) {
-  for (int64_t a = 0; a < st.count; ++a) {
-    const int64_t t = st.first + a * st.step;
-    for (int64_t b = 0; b < sh.count; ++b) {
-      const int64_t h = sh.first + b * sh.step;
-      for (int64_t c = 0; c < sw.count; ++c) {
-        const int64_t w = sw.first + c * sw.step;
-        const float x = to_float(plane[t * in_s.t + h * in_s.h + w * in_s.w]);
-        acc[t * acc_s.t + h * acc_s.h + w * acc_s.w] += window_gradient(x, y, offset, residual, grad_y, inv_t);
-      }
-    }
-  }
-}
-
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                    const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
@@ -509,19 +493,26 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
   const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
-  const Strides3 acc_s = {H * W, W, 1};  // grad_input is allocated contiguous NCTHW
-  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
   const int64_t planes = input.size(0) * C;
+  const int64_t stride_w = g.stride[2], pad_w = g.padding[2];
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
-    std::vector<float> scratch(std::is_same_v<scalar_t, float> ? 0 : static_cast<size_t>(T * H * W));
+    std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g));
+    // The accumulator holds each input row as its padded, phase-split copy (the layout of PhasedRow),
+    // so that a tap's gradients for 64 windows are one contiguous add; padded positions collect
+    // zeros (and the special values of -inf padding taps) and are dropped when the plane is written.
+    const int64_t phase_length = window_rows[0].phase_length, row_length = phase_length * stride_w;
+    std::vector<float> acc(static_cast<size_t>(T * H * row_length));
+    auto acc_index = [&](int64_t t, int64_t h, int64_t w) {
+      const int64_t padded = w + pad_w;
+      return (t * H + h) * row_length + (padded % stride_w) * phase_length + padded / stride_w;
+    };
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
-      float* acc = scratch.empty() ? reinterpret_cast<float*>(grad_in + p * T * H * W) : scratch.data();
-      std::fill(acc, acc + T * H * W, 0.0f);
+      std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t ot = 0; ot < OT; ++ot) {
         for (int64_t oh = 0; oh < OH; ++oh) {
           const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
@@ -530,18 +521,16 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           const scalar_t* grad_row = grad + n * grad_output.stride(0) + c * grad_output.stride(1) +
                                      ot * grad_output.stride(2) + oh * grad_output.stride(3);
           const int64_t grad_w = grad_output.stride(4);
-          auto scalar_lane = [&](int64_t ow) {
-            scatter_window_scalar(plane, in_s, st, sh, window_span(g, 2, ow), to_float(out[row * OW + ow]),
-                                  offset_all[row * OW + ow], residual_all[row * OW + ow],
-                                  to_float(grad_row[ow * grad_w]), inv_t, acc, acc_s);
-          };
-          const bool regular = st.count > 0 && sh.count > 0;
-          const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
-          for (int64_t ow = 0; ow < lo; ++ow) scalar_lane(ow);
-          for (int64_t ow = hi; ow < OW; ++ow) scalar_lane(ow);
-          const int64_t step = g.stride[2] * in_s.w;
-          for (int64_t ow0 = lo; ow0 < hi; ow0 += kLanes) {
-            const int64_t lanes = std::min(kLanes, hi - ow0);
+          if (!(st.count > 0 && sh.count > 0)) continue;  // empty windows (dilation) have no inputs
+          int64_t r = 0;
+          for (int64_t a = 0; a < st.count; ++a) {
+            for (int64_t b = 0; b < sh.count; ++b, ++r) {
+              window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
+                                  in_s.w, W, pad_w);
+            }
+          }
+          for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
+            const int64_t lanes = std::min(kLanes, OW - ow0);
             for (int64_t j = 0; j < lanes; ++j) {
               y[j] = to_float(out[row * OW + ow0 + j]);
               off[j] = offset_all[row * OW + ow0 + j];
@@ -550,35 +539,42 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             }
             for (int64_t j = lanes; j < kLanes; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             int64_t k = 0;
-            for (int64_t a = 0; a < st.count; ++a) {
-              for (int64_t b = 0; b < sh.count; ++b) {
-                const scalar_t* src_row =
-                    plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
-                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  const scalar_t* src = src_row + (ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2]) * in_s.w;
-                  float* dst = taps.data() + k * kLanes;
-                  gather_lanes(dst, src, lanes, step);
-                  for (int64_t j = lanes; j < kLanes; ++j) dst[j] = 0.0f;
-                }
+            for (int64_t q = 0; q < r; ++q) {
+              for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                const float* src = window_rows[q].tap(kw * g.dilation[2], ow0);
+                float* dst = taps.data() + k * kLanes;
+                std::copy(src, src + lanes, dst);
+                std::fill(dst + lanes, dst + kLanes, 0.0f);
               }
             }
             lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
-                float* dst_row = acc + (st.first + a * st.step) * acc_s.t + (sh.first + b * sh.step) * acc_s.h;
+                float* acc_row = acc.data() + ((st.first + a * st.step) * H + sh.first + b * sh.step) * row_length;
                 for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  scatter_add_strided(dst_row + ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2],
-                                      coefficients.data() + k * kLanes, lanes, g.stride[2]);
+                  const int64_t tap = kw * g.dilation[2];
+                  scatter_add_strided(acc_row + (tap % stride_w) * phase_length + tap / stride_w + ow0,
+                                      coefficients.data() + k * kLanes, lanes, 1);
                 }
               }
             }
           }
         }
       }
-      if (!scratch.empty()) {
-        scalar_t* dst = grad_in + p * T * H * W;
-        for (int64_t i = 0; i < T * H * W; ++i) dst[i] = static_cast<scalar_t>(scratch[i]);
+      scalar_t* dst = grad_in + p * T * H * W;  // grad_input is allocated contiguous NCTHW
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+          scalar_t* dst_row = dst + (t * H + h) * W;
+          for (int64_t phase = 0; phase < stride_w; ++phase) {
+            // the inputs w with (w + padding) % stride == phase, in order
+            const int64_t w0 = ((phase - pad_w) % stride_w + stride_w) % stride_w;
+            if (w0 >= W) continue;
+            const float* src = acc.data() + acc_index(t, h, w0);
+            const int64_t count = (W - w0 + stride_w - 1) / stride_w;
+            for (int64_t i = 0; i < count; ++i) dst_row[w0 + i * stride_w] = static_cast<scalar_t>(src[i]);
+          }
+        }
       }
     }
   });
