@@ -25,6 +25,7 @@ inline int64_t max_window_taps(const Geometry& g) {
 
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
+void scatter_strided(float* dst, const float* src, int64_t n, int64_t step);
 float segment_max(const float* x, int64_t n, float max_x);
 void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
                                const float* output_residual, const float* grad_y, int64_t num_lanes,
@@ -190,8 +191,9 @@ void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, cons
   }
 }
 
-// dst[j] = src[j * step] and dst[j * step] += src[j] for j < n. Constant strides 1 and 2 (the common
-// pooling strides along W) get their own loops so the compiler can vectorise the strided access.
+// dst[j] = src[j * step], dst[j * step] = src[j] and dst[j * step] += src[j] for j < n. Constant
+// strides 1 and 2 (the common pooling strides along W) get their own loops so the compiler can
+// vectorise the strided access.
 SOFTPOOL_MULTIVERSION
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step) {
   if (step == 1) {
@@ -200,6 +202,17 @@ void gather_strided(float* dst, const float* src, int64_t n, int64_t step) {
     for (int64_t j = 0; j < n; ++j) dst[j] = src[2 * j];
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j] = src[j * step];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void scatter_strided(float* dst, const float* src, int64_t n, int64_t step) {
+  if (step == 1) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  } else if (step == 2) {
+    for (int64_t j = 0; j < n; ++j) dst[2 * j] = src[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j * step] = src[j];
   }
 }
 
@@ -368,7 +381,10 @@ namespace {
 // of once per tap). A -inf tap has weight exactly 0, as in the scalar body, which skips it.
 struct PhasedRow {
   int64_t stride = 1, phase_length = 0;
-  std::vector<float> padded, phases;
+  std::vector<float> phases;
+  // per phase r: the indices [first, last) that hold input columns (the rest is padding), and
+  // input column first * stride + r - padding where they start; integer divisions stay out of loops
+  std::vector<int64_t> first, last, first_column;
 
   // long enough for the reach of the last window and for the whole input row (whose last columns
   // may lie in no window: the backward gives them 0 from this layout)
@@ -378,24 +394,30 @@ struct PhasedRow {
                                g.padding[2] + g.input_size[2]) +
                       g.stride[2] - 1) /
                      g.stride[2]),
-        padded(static_cast<size_t>(phase_length * stride)),
-        phases(padded.size()) {}
-
-  template <typename scalar_t>
-  void load(const scalar_t* row, int64_t row_step, int64_t W, int64_t padding) {
-    constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
-    const int64_t length = static_cast<int64_t>(padded.size());
-    const int64_t first = std::min(padding, length), last = std::min(padding + W, length);
-    std::fill(padded.begin(), padded.begin() + first, kMinusInf);
-    if (last > first) gather_lanes(padded.data() + first, row, last - first, row_step);
-    std::fill(padded.begin() + std::max(first, last), padded.end(), kMinusInf);
-    if (stride == 1) {
-      std::copy(padded.begin(), padded.end(), phases.begin());
-      return;
+        phases(static_cast<size_t>(phase_length * stride)) {
+    const int64_t W = g.input_size[2], padding = g.padding[2];
+    for (int64_t r = 0; r < stride; ++r) {
+      const int64_t begin = std::min(phase_length, ceil_div(padding - r, stride));
+      first.push_back(begin);
+      last.push_back(std::max(begin, std::min(phase_length, ceil_div(W + padding - r, stride))));
+      first_column.push_back(begin * stride + r - padding);
     }
-    for (int64_t r = 0; r < stride; ++r) gather_strided(phases.data() + r * phase_length, padded.data() + r, phase_length, stride);
   }
 
+  template <typename scalar_t>
+  void load(const scalar_t* row, int64_t row_step) {
+    constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+    for (int64_t r = 0; r < stride; ++r) {
+      float* phase = phases.data() + r * phase_length;
+      std::fill(phase, phase + first[r], kMinusInf);
+      if (last[r] > first[r]) {
+        gather_lanes(phase + first[r], row + first_column[r] * row_step, last[r] - first[r], stride * row_step);
+      }
+      std::fill(phase + last[r], phase + phase_length, kMinusInf);
+    }
+  }
+
+  // padded position q of window 0 for the windows ow0, ow0 + 1, ...
   const float* tap(int64_t q, int64_t ow0) const { return phases.data() + (q % stride) * phase_length + q / stride + ow0; }
 };
 
@@ -411,6 +433,8 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t rows = output.size(0) * C * OT * OH;
   const int64_t row_taps = g.kernel[0] * g.kernel[1];
+  const Interior interior = interior_along_w(g);
+  const bool all_interior = g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * kernel_taps(g)));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
@@ -438,15 +462,29 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
       int64_t r = 0;
       for (int64_t a = 0; a < st.count; ++a) {
         for (int64_t b = 0; b < sh.count; ++b, ++r) {
-          window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h, in_s.w,
-                              g.input_size[2], g.padding[2]);
+          if (!all_interior) {
+            window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
+                                in_s.w);
+          }
         }
       }
       // every window of the row, edges included: their padded taps are -inf
       for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
         const int64_t lanes = std::min(kLanes, OW - ow0);
         int64_t k = 0;
-        for (int64_t q = 0; q < r; ++q) {
+        if (all_interior) {  // no padding to fill in: each tap straight from the input (short rows)
+          for (int64_t a = 0; a < st.count; ++a) {
+            for (int64_t b = 0; b < sh.count; ++b) {
+              const scalar_t* src_row =
+                  plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+              for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                gather_lanes(taps.data() + k * kLanes, src_row + (ow0 * g.stride[2] + kw * g.dilation[2]) * in_s.w,
+                             lanes, g.stride[2] * in_s.w);
+              }
+            }
+          }
+        }
+        for (int64_t q = 0; q < r && !all_interior; ++q) {
           for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
             const float* src = window_rows[q].tap(kw * g.dilation[2], ow0);
             std::copy(src, src + lanes, taps.data() + k * kLanes);
@@ -494,7 +532,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
   const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t planes = input.size(0) * C;
-  const int64_t stride_w = g.stride[2], pad_w = g.padding[2];
+  const int64_t stride_w = g.stride[2];
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
@@ -504,10 +542,6 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     // zeros (and the special values of -inf padding taps) and are dropped when the plane is written.
     const int64_t phase_length = window_rows[0].phase_length, row_length = phase_length * stride_w;
     std::vector<float> acc(static_cast<size_t>(T * H * row_length));
-    auto acc_index = [&](int64_t t, int64_t h, int64_t w) {
-      const int64_t padded = w + pad_w;
-      return (t * H + h) * row_length + (padded % stride_w) * phase_length + padded / stride_w;
-    };
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
@@ -526,7 +560,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           for (int64_t a = 0; a < st.count; ++a) {
             for (int64_t b = 0; b < sh.count; ++b, ++r) {
               window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
-                                  in_s.w, W, pad_w);
+                                  in_s.w);
             }
           }
           for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
@@ -566,13 +600,17 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t h = 0; h < H; ++h) {
           scalar_t* dst_row = dst + (t * H + h) * W;
+          const float* acc_row = acc.data() + (t * H + h) * row_length;
           for (int64_t phase = 0; phase < stride_w; ++phase) {
-            // the inputs w with (w + padding) % stride == phase, in order
-            const int64_t w0 = ((phase - pad_w) % stride_w + stride_w) % stride_w;
-            if (w0 >= W) continue;
-            const float* src = acc.data() + acc_index(t, h, w0);
-            const int64_t count = (W - w0 + stride_w - 1) / stride_w;
-            for (int64_t i = 0; i < count; ++i) dst_row[w0 + i * stride_w] = static_cast<scalar_t>(src[i]);
+            const PhasedRow& layout = window_rows[0];
+            const int64_t count = layout.last[phase] - layout.first[phase];
+            const float* src = acc_row + phase * phase_length + layout.first[phase];
+            scalar_t* dst_col = dst_row + layout.first_column[phase];
+            if constexpr (std::is_same_v<scalar_t, float>) {
+              scatter_strided(dst_col, src, count, stride_w);
+            } else {
+              for (int64_t i = 0; i < count; ++i) dst_col[i * stride_w] = static_cast<scalar_t>(src[i]);
+            }
           }
         }
       }
