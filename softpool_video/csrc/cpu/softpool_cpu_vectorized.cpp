@@ -533,6 +533,8 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t planes = input.size(0) * C;
   const int64_t stride_w = g.stride[2];
+  const Interior interior = interior_along_w(g);
+  const bool all_interior = g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
@@ -546,7 +548,11 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      // Unpadded float rows accumulate straight into grad_input (input layout, stride-step adds).
+      const bool direct = all_interior && std::is_same_v<scalar_t, float>;
+      float* plane_acc = direct ? reinterpret_cast<float*>(grad_in + p * T * H * W) : acc.data();
+      const int64_t acc_row_length = direct ? W : row_length;
+      std::fill(plane_acc, plane_acc + T * H * acc_row_length, 0.0f);
       for (int64_t ot = 0; ot < OT; ++ot) {
         for (int64_t oh = 0; oh < OH; ++oh) {
           const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
@@ -559,8 +565,10 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           int64_t r = 0;
           for (int64_t a = 0; a < st.count; ++a) {
             for (int64_t b = 0; b < sh.count; ++b, ++r) {
-              window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
-                                  in_s.w);
+              if (!all_interior) {
+                window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
+                                    in_s.w);
+              }
             }
           }
           for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
@@ -573,29 +581,44 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             }
             for (int64_t j = lanes; j < kLanes; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             int64_t k = 0;
-            for (int64_t q = 0; q < r; ++q) {
-              for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                const float* src = window_rows[q].tap(kw * g.dilation[2], ow0);
-                float* dst = taps.data() + k * kLanes;
-                std::copy(src, src + lanes, dst);
-                std::fill(dst + lanes, dst + kLanes, 0.0f);
+            for (int64_t a = 0; a < st.count; ++a) {
+              for (int64_t b = 0; b < sh.count; ++b) {
+                const scalar_t* src_row =
+                    plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                  float* dst = taps.data() + k * kLanes;
+                  if (all_interior) {  // no padding to fill in: each tap straight from the input
+                    gather_lanes(dst, src_row + (ow0 * stride_w + kw * g.dilation[2]) * in_s.w, lanes,
+                                 stride_w * in_s.w);
+                  } else {
+                    const float* src = window_rows[a * sh.count + b].tap(kw * g.dilation[2], ow0);
+                    std::copy(src, src + lanes, dst);
+                  }
+                  std::fill(dst + lanes, dst + kLanes, 0.0f);
+                }
               }
             }
             lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
-                float* acc_row = acc.data() + ((st.first + a * st.step) * H + sh.first + b * sh.step) * row_length;
+                float* acc_row = plane_acc + ((st.first + a * st.step) * H + sh.first + b * sh.step) * acc_row_length;
                 for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
                   const int64_t tap = kw * g.dilation[2];
-                  scatter_add_strided(acc_row + (tap % stride_w) * phase_length + tap / stride_w + ow0,
-                                      coefficients.data() + k * kLanes, lanes, 1);
+                  if (direct) {
+                    scatter_add_strided(acc_row + ow0 * stride_w + tap, coefficients.data() + k * kLanes, lanes,
+                                        stride_w);
+                  } else {
+                    scatter_add_strided(acc_row + (tap % stride_w) * phase_length + tap / stride_w + ow0,
+                                        coefficients.data() + k * kLanes, lanes, 1);
+                  }
                 }
               }
             }
           }
         }
       }
+      if (direct) continue;
       scalar_t* dst = grad_in + p * T * H * W;  // grad_input is allocated contiguous NCTHW
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t h = 0; h < H; ++h) {
