@@ -109,6 +109,23 @@ CASES = {
     "rows_stem": PathCase(
         (1, 3, 2, 20, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
+    # rows longer than one block of 64 lanes (75 outputs), edge windows in both blocks' rows
+    "rows_two_blocks": PathCase(
+        (1, 2, 2, 6, 150), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+    ),
+    # stride 3 along W (three phases per row), padding 2 and a ceil-mode window past the padding
+    "rows_stride3_ceil": PathCase(
+        (1, 2, 3, 7, 47),
+        "rows",
+        "channels",
+        kernel=(2, 2, 5),
+        stride=(1, 2, 3),
+        padding=(0, 1, 2),
+        ceil_mode=True,
+        temperature=0.8,
+    ),
+    # the last input column lies in no window (its gradient is 0)
+    "rows_uncovered_tail": PathCase((1, 2, 2, 6, 42), "rows", "channels", kernel=(1, 2, 2), stride=(1, 2, 3)),
 }
 
 TOLERANCE = {  # (vectorised vs scalar, vs the float64 reference)
@@ -174,6 +191,7 @@ def test_float64_runs_the_scalar_body_and_passes_gradcheck(name):
         ("windows_adaptive_tiles", "contiguous"),
         ("windows_strided_gaps", "contiguous"),
         ("channels_grouped_stem", "channels_last"),
+        ("channels_grouped_stem", "contiguous"),  # row lanes, special values at the row edges too
         ("channels_two_blocks", "channels_last"),
         ("channels_adaptive_overlap", "contiguous"),
     ],

@@ -25,6 +25,7 @@ inline int64_t max_window_taps(const Geometry& g) {
 
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
+void scatter_strided(float* dst, const float* src, int64_t n, int64_t step);
 float segment_max(const float* x, int64_t n, float max_x);
 void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
                                const float* output_residual, const float* grad_y, int64_t num_lanes,
@@ -190,8 +191,9 @@ void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, cons
   }
 }
 
-// dst[j] = src[j * step] and dst[j * step] += src[j] for j < n. Constant strides 1 and 2 (the common
-// pooling strides along W) get their own loops so the compiler can vectorise the strided access.
+// dst[j] = src[j * step], dst[j * step] = src[j] and dst[j * step] += src[j] for j < n. Constant
+// strides 1 and 2 (the common pooling strides along W) get their own loops so the compiler can
+// vectorise the strided access.
 SOFTPOOL_MULTIVERSION
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step) {
   if (step == 1) {
@@ -200,6 +202,17 @@ void gather_strided(float* dst, const float* src, int64_t n, int64_t step) {
     for (int64_t j = 0; j < n; ++j) dst[j] = src[2 * j];
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j] = src[j * step];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void scatter_strided(float* dst, const float* src, int64_t n, int64_t step) {
+  if (step == 1) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  } else if (step == 2) {
+    for (int64_t j = 0; j < n; ++j) dst[2 * j] = src[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j * step] = src[j];
   }
 }
 
@@ -361,6 +374,53 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Contiguous (NCTHW) output: lanes are consecutive outputs along W.
 
+// One input row along W, padded with -inf to the reach of every window of the output row (padding
+// and ceil-mode overhang) and split into its `stride` phases: phase r holds padded positions
+// r, r + s, r + 2 s, ... so that tap q of the windows ow0 .. ow0 + n - 1 is the contiguous run
+// phases[q % s][ow0 + q / s ...] (stride 2 de-interleaves even and odd columns once per row instead
+// of once per tap). A -inf tap has weight exactly 0, as in the scalar body, which skips it.
+struct PhasedRow {
+  int64_t stride = 1, phase_length = 0;
+  std::vector<float> phases;
+  // per phase r: the indices [first, last) that hold input columns (the rest is padding), and
+  // input column first * stride + r - padding where they start; integer divisions stay out of loops
+  std::vector<int64_t> first, last, first_column;
+
+  // long enough for the reach of the last window and for the whole input row (whose last columns
+  // may lie in no window: the backward gives them 0 from this layout)
+  explicit PhasedRow(const Geometry& g)
+      : stride(g.stride[2]),
+        phase_length((std::max((g.output_size[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dilation[2] + 1,
+                               g.padding[2] + g.input_size[2]) +
+                      g.stride[2] - 1) /
+                     g.stride[2]),
+        phases(static_cast<size_t>(phase_length * stride)) {
+    const int64_t W = g.input_size[2], padding = g.padding[2];
+    for (int64_t r = 0; r < stride; ++r) {
+      const int64_t begin = std::min(phase_length, ceil_div(padding - r, stride));
+      first.push_back(begin);
+      last.push_back(std::max(begin, std::min(phase_length, ceil_div(W + padding - r, stride))));
+      first_column.push_back(begin * stride + r - padding);
+    }
+  }
+
+  template <typename scalar_t>
+  void load(const scalar_t* row, int64_t row_step) {
+    constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+    for (int64_t r = 0; r < stride; ++r) {
+      float* phase = phases.data() + r * phase_length;
+      std::fill(phase, phase + first[r], kMinusInf);
+      if (last[r] > first[r]) {
+        gather_lanes(phase + first[r], row + first_column[r] * row_step, last[r] - first[r], stride * row_step);
+      }
+      std::fill(phase + last[r], phase + phase_length, kMinusInf);
+    }
+  }
+
+  // padded position q of window 0 for the windows ow0, ow0 + 1, ...
+  const float* tap(int64_t q, int64_t ow0) const { return phases.data() + (q % stride) * phase_length + q / stride + ow0; }
+};
+
 template <typename scalar_t>
 void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
                   const at::Tensor& residual, const Geometry& g, float inv_t) {
@@ -372,10 +432,13 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   const int64_t in_n = input.stride(0), in_c = input.stride(1);
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t rows = output.size(0) * C * OT * OH;
-  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
+  const int64_t row_taps = g.kernel[0] * g.kernel[1];
+  const Interior interior = interior_along_w(g);
+  const bool all_interior = g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * kernel_taps(g)));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
+    std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g));
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % C, n = row / (OH * OT * C);
@@ -392,21 +455,39 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
       auto scalar_lane = [&](int64_t ow) {
         store(ow, forward_window<scalar_t, float>(plane, in_s, st, sh, window_span(g, 2, ow), inv_t));
       };
-      const bool regular = st.count > 0 && sh.count > 0;
-      const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
-      for (int64_t ow = 0; ow < lo; ++ow) scalar_lane(ow);
-      for (int64_t ow = hi; ow < OW; ++ow) scalar_lane(ow);
-      const int64_t step = g.stride[2] * in_s.w;
-      for (int64_t ow0 = lo; ow0 < hi; ow0 += kLanes) {
-        const int64_t lanes = std::min(kLanes, hi - ow0);
+      if (!(st.count > 0 && sh.count > 0)) {  // empty window (dilation): the scalar body defines it
+        for (int64_t ow = 0; ow < OW; ++ow) scalar_lane(ow);
+        continue;
+      }
+      int64_t r = 0;
+      for (int64_t a = 0; a < st.count; ++a) {
+        for (int64_t b = 0; b < sh.count; ++b, ++r) {
+          if (!all_interior) {
+            window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
+                                in_s.w);
+          }
+        }
+      }
+      // every window of the row, edges included: their padded taps are -inf
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
+        const int64_t lanes = std::min(kLanes, OW - ow0);
         int64_t k = 0;
-        for (int64_t a = 0; a < st.count; ++a) {
-          for (int64_t b = 0; b < sh.count; ++b) {
-            const scalar_t* src_row = plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
-            for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-              const scalar_t* src = src_row + (ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2]) * in_s.w;
-              gather_lanes(taps.data() + k * kLanes, src, lanes, step);
+        if (all_interior) {  // no padding to fill in: each tap straight from the input (short rows)
+          for (int64_t a = 0; a < st.count; ++a) {
+            for (int64_t b = 0; b < sh.count; ++b) {
+              const scalar_t* src_row =
+                  plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+              for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                gather_lanes(taps.data() + k * kLanes, src_row + (ow0 * g.stride[2] + kw * g.dilation[2]) * in_s.w,
+                             lanes, g.stride[2] * in_s.w);
+              }
             }
+          }
+        }
+        for (int64_t q = 0; q < r && !all_interior; ++q) {
+          for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+            const float* src = window_rows[q].tap(kw * g.dilation[2], ow0);
+            std::copy(src, src + lanes, taps.data() + k * kLanes);
           }
         }
         lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
@@ -437,25 +518,6 @@ inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
   }
 }
 
-// The per-tap scatter of one window through the shared window_gradient: used for edge, adaptive
-// and non-finite windows. `acc` is the (T, H, W) accumulator of the window's plane with strides acc_s.
-template <typename scalar_t>
-inline void scatter_window_scalar(const scalar_t* plane, Strides3 in_s, Span st, Span sh, Span sw, float y,
-                                  float offset, float residual, float grad_y, float inv_t, float* acc,
-                                  Strides3 acc_s) {
-  for (int64_t a = 0; a < st.count; ++a) {
-    const int64_t t = st.first + a * st.step;
-    for (int64_t b = 0; b < sh.count; ++b) {
-      const int64_t h = sh.first + b * sh.step;
-      for (int64_t c = 0; c < sw.count; ++c) {
-        const int64_t w = sw.first + c * sw.step;
-        const float x = to_float(plane[t * in_s.t + h * in_s.h + w * in_s.w]);
-        acc[t * acc_s.t + h * acc_s.h + w * acc_s.w] += window_gradient(x, y, offset, residual, grad_y, inv_t);
-      }
-    }
-  }
-}
-
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                    const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
@@ -469,19 +531,28 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
   const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
-  const Strides3 acc_s = {H * W, W, 1};  // grad_input is allocated contiguous NCTHW
-  const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
   const int64_t planes = input.size(0) * C;
+  const int64_t stride_w = g.stride[2];
+  const Interior interior = interior_along_w(g);
+  const bool all_interior = g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
-    std::vector<float> scratch(std::is_same_v<scalar_t, float> ? 0 : static_cast<size_t>(T * H * W));
+    std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g));
+    // The accumulator holds each input row as its padded, phase-split copy (the layout of PhasedRow),
+    // so that a tap's gradients for 64 windows are one contiguous add; padded positions collect
+    // zeros (and the special values of -inf padding taps) and are dropped when the plane is written.
+    const int64_t phase_length = window_rows[0].phase_length, row_length = phase_length * stride_w;
+    std::vector<float> acc(static_cast<size_t>(T * H * row_length));
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
-      float* acc = scratch.empty() ? reinterpret_cast<float*>(grad_in + p * T * H * W) : scratch.data();
-      std::fill(acc, acc + T * H * W, 0.0f);
+      // Unpadded float rows accumulate straight into grad_input (input layout, stride-step adds).
+      const bool direct = all_interior && std::is_same_v<scalar_t, float>;
+      float* plane_acc = direct ? reinterpret_cast<float*>(grad_in + p * T * H * W) : acc.data();
+      const int64_t acc_row_length = direct ? W : row_length;
+      std::fill(plane_acc, plane_acc + T * H * acc_row_length, 0.0f);
       for (int64_t ot = 0; ot < OT; ++ot) {
         for (int64_t oh = 0; oh < OH; ++oh) {
           const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
@@ -490,18 +561,18 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           const scalar_t* grad_row = grad + n * grad_output.stride(0) + c * grad_output.stride(1) +
                                      ot * grad_output.stride(2) + oh * grad_output.stride(3);
           const int64_t grad_w = grad_output.stride(4);
-          auto scalar_lane = [&](int64_t ow) {
-            scatter_window_scalar(plane, in_s, st, sh, window_span(g, 2, ow), to_float(out[row * OW + ow]),
-                                  offset_all[row * OW + ow], residual_all[row * OW + ow],
-                                  to_float(grad_row[ow * grad_w]), inv_t, acc, acc_s);
-          };
-          const bool regular = st.count > 0 && sh.count > 0;
-          const int64_t lo = regular ? interior.begin : OW, hi = regular ? interior.end : OW;
-          for (int64_t ow = 0; ow < lo; ++ow) scalar_lane(ow);
-          for (int64_t ow = hi; ow < OW; ++ow) scalar_lane(ow);
-          const int64_t step = g.stride[2] * in_s.w;
-          for (int64_t ow0 = lo; ow0 < hi; ow0 += kLanes) {
-            const int64_t lanes = std::min(kLanes, hi - ow0);
+          if (!(st.count > 0 && sh.count > 0)) continue;  // empty windows (dilation) have no inputs
+          int64_t r = 0;
+          for (int64_t a = 0; a < st.count; ++a) {
+            for (int64_t b = 0; b < sh.count; ++b, ++r) {
+              if (!all_interior) {
+                window_rows[r].load(plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h,
+                                    in_s.w);
+              }
+            }
+          }
+          for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
+            const int64_t lanes = std::min(kLanes, OW - ow0);
             for (int64_t j = 0; j < lanes; ++j) {
               y[j] = to_float(out[row * OW + ow0 + j]);
               off[j] = offset_all[row * OW + ow0 + j];
@@ -515,10 +586,15 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                 const scalar_t* src_row =
                     plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
                 for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  const scalar_t* src = src_row + (ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2]) * in_s.w;
                   float* dst = taps.data() + k * kLanes;
-                  gather_lanes(dst, src, lanes, step);
-                  for (int64_t j = lanes; j < kLanes; ++j) dst[j] = 0.0f;
+                  if (all_interior) {  // no padding to fill in: each tap straight from the input
+                    gather_lanes(dst, src_row + (ow0 * stride_w + kw * g.dilation[2]) * in_s.w, lanes,
+                                 stride_w * in_s.w);
+                  } else {
+                    const float* src = window_rows[a * sh.count + b].tap(kw * g.dilation[2], ow0);
+                    std::copy(src, src + lanes, dst);
+                  }
+                  std::fill(dst + lanes, dst + kLanes, 0.0f);
                 }
               }
             }
@@ -526,19 +602,40 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
-                float* dst_row = acc + (st.first + a * st.step) * acc_s.t + (sh.first + b * sh.step) * acc_s.h;
+                float* acc_row = plane_acc + ((st.first + a * st.step) * H + sh.first + b * sh.step) * acc_row_length;
                 for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  scatter_add_strided(dst_row + ow0 * g.stride[2] - g.padding[2] + kw * g.dilation[2],
-                                      coefficients.data() + k * kLanes, lanes, g.stride[2]);
+                  const int64_t tap = kw * g.dilation[2];
+                  if (direct) {
+                    scatter_add_strided(acc_row + ow0 * stride_w + tap, coefficients.data() + k * kLanes, lanes,
+                                        stride_w);
+                  } else {
+                    scatter_add_strided(acc_row + (tap % stride_w) * phase_length + tap / stride_w + ow0,
+                                        coefficients.data() + k * kLanes, lanes, 1);
+                  }
                 }
               }
             }
           }
         }
       }
-      if (!scratch.empty()) {
-        scalar_t* dst = grad_in + p * T * H * W;
-        for (int64_t i = 0; i < T * H * W; ++i) dst[i] = static_cast<scalar_t>(scratch[i]);
+      if (direct) continue;
+      scalar_t* dst = grad_in + p * T * H * W;  // grad_input is allocated contiguous NCTHW
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+          scalar_t* dst_row = dst + (t * H + h) * W;
+          const float* acc_row = acc.data() + (t * H + h) * row_length;
+          for (int64_t phase = 0; phase < stride_w; ++phase) {
+            const PhasedRow& layout = window_rows[0];
+            const int64_t count = layout.last[phase] - layout.first[phase];
+            const float* src = acc_row + phase * phase_length + layout.first[phase];
+            scalar_t* dst_col = dst_row + layout.first_column[phase];
+            if constexpr (std::is_same_v<scalar_t, float>) {
+              scatter_strided(dst_col, src, count, stride_w);
+            } else {
+              for (int64_t i = 0; i < count; ++i) dst_col[i * stride_w] = static_cast<scalar_t>(src[i]);
+            }
+          }
+        }
       }
     }
   });

@@ -2,8 +2,11 @@
 //
 // Three plans (plan_for; the test hook torch.ops.softpool_video._cpu_plan names the one a call takes):
 //   - rows: consecutive outputs along W of one (n, c, t, h) row, for inputs whose output is
-//     contiguous (NCTHW), when every tap of those windows lies inside the input (the interior). Their
-//     input values are gathered into a tap-major float buffer taps[k * kLanes + lane] and two plain
+//     contiguous (NCTHW) and that have enough interior windows (every tap inside the input). Each
+//     input row of the windows is loaded once, padded with -inf (weight 0, so edge windows run in the
+//     lanes too) and split into its stride phases (PhasedRow), so a tap of 64 windows is a
+//     contiguous run; rows without padding gather straight from the input. The taps go into a
+//     tap-major float buffer taps[k * kLanes + lane] and two plain
 //     loops over it (lanes_forward / lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64)
 //     compute the windows with a polynomial exp/log. Backward is a deterministic scatter: each thread
 //     owns whole (n, c) planes and adds every window's contribution in a fixed order.
@@ -16,7 +19,7 @@
 //   - windows: NCTHW inputs with disjoint windows of kMinReductionTaps taps or more (global head
 //     pools, adaptive pools to a small grid): one window per task, reduced along its contiguous
 //     segments (whole rows merged); the backward writes each gradient element once.
-// Everything else -- edge windows of NCTHW rows, and any window whose result is not finite (NaN,
+// Everything else -- any window whose result is not finite (NaN,
 // +-inf inputs, empty windows) -- is computed by the shared scalar body in softpool_kernel.h, so
 // special values follow exactly the semantics the GPU implements. The per-window statistics are
 // finished by the shared finish_window in every case. All paths are bitwise reproducible (no atomics,
