@@ -41,6 +41,19 @@ TORCH_LIBRARY(softpool_video, m) {
       "soft_pool3d_jvp(Tensor input_tangent, Tensor input, Tensor output, Tensor log_weight_offset, "
       "Tensor output_residual, int[3] kernel_size, int[3] stride, int[3] padding, int[3] dilation, "
       "bool adaptive, float temperature) -> Tensor");
+  // SoftPool at a tensor temperature, one value per channel ((C,), float32; float64 for float64
+  // input; a 0-d temperature expanded to (C,) works), so that it can be learned: the same outputs and
+  // statistics as soft_pool3d at that temperature.
+  m.def(
+      "soft_pool3d_tempered(Tensor input, Tensor temperature, SymInt[3] output_size, int[3] kernel_size, "
+      "int[3] stride, int[3] padding, int[3] dilation, bool adaptive) -> (Tensor output, "
+      "Tensor log_weight_offset, Tensor output_residual)");
+  // Its reverse mode in one pass: dL/dinput, and grad_temperature = dL/doutput * doutput/dT for every
+  // window (output-shaped, statistic dtype; dL/dT of channel c is its sum over N and the windows).
+  m.def(
+      "soft_pool3d_tempered_backward(Tensor grad_output, Tensor input, Tensor output, Tensor log_weight_offset, "
+      "Tensor output_residual, Tensor temperature, int[3] kernel_size, int[3] stride, int[3] padding, "
+      "int[3] dilation, bool adaptive) -> (Tensor grad_input, Tensor grad_temperature)");
   // Test hook: false forces the CPU kernels onto the shared scalar body (the code the GPU runs)
   // instead of the vectorised fast path. Returns the previous setting.
   m.def("_set_cpu_vectorized(bool enabled) -> bool", &softpool_video::set_cpu_vectorized);

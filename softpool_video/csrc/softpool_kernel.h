@@ -7,6 +7,8 @@
 //     J_i = dy_o/dx_i = s_i * (1 + (x_i - y_o) / T),
 // which gives the gradient dL/dx_i = sum_{o : i in W(o)} g_o J_i and the forward-mode tangent
 // dy_o = sum_{i in W(o)} J_i dx_i.
+// With a learned temperature, dy_o/dT = -Var_s(x) / T^2 (the variance of the window under its softmax
+// weights), so dL/dT = sum_o g_o dy_o/dT (temperature_derivative_window).
 //
 // Saved statistics. Backward needs s_i and x_i - y_o to full float precision even when |x| / T is
 // huge (x_i / T - log sum exp(x_j / T) cancels catastrophically there) and even when the output is
@@ -58,11 +60,18 @@ struct Geometry {
   bool adaptive;
 };
 
-// The temperature of each (n, c) plane, in one place: one value for every channel today.
+// The temperature of each (n, c) plane, in one place: one number for every channel (the float ops),
+// or one value per channel read from a tensor (the tempered ops, whose temperature is learned).
 template <typename acc_t>
 struct Temperature {
-  acc_t inverse_value;  // 1 / T
-  SOFTPOOL_HOST_DEVICE acc_t inverse(int64_t /*channel*/) const { return inverse_value; }
+  acc_t inverse_value;      // 1 / T of every channel when per_channel is null
+  const acc_t* per_channel;  // otherwise T of channel c is per_channel[c * channel_stride]
+  int64_t channel_stride;    // 0 when one tensor value serves every channel
+  SOFTPOOL_HOST_DEVICE acc_t inverse(int64_t channel) const {
+    return per_channel == nullptr ? inverse_value : acc_t(1) / per_channel[channel * channel_stride];
+  }
+  // whether every channel has the same temperature (the CPU channel lanes need that)
+  SOFTPOOL_HOST_DEVICE bool uniform() const { return per_channel == nullptr || channel_stride == 0; }
 };
 
 // Element strides of a tensor along (T, H, W).
@@ -239,6 +248,46 @@ template <typename acc_t>
 SOFTPOOL_HOST_DEVICE acc_t window_gradient(acc_t x, acc_t y, acc_t log_weight_offset, acc_t output_residual,
                                            acc_t grad_y, acc_t inv_temperature) {
   const acc_t derivative = output_derivative(x, y, log_weight_offset, output_residual, inv_temperature);
+  return derivative == 0 ? acc_t(0) : grad_y * derivative;
+}
+
+// dy/dT of one window with stored output y and statistics (l, r): from dy/dx_i = s_i (1 + (x_i - y) / T)
+// and y = sum_i s_i x_i one gets dy/dT = -Var_s(x) / T^2 = -sum_i s_i ((x_i - y_exact) / T)^2, and
+// (x_i - y_exact) / T = v_i - r with v_i = (x_i - y) / T (the statistics keep it exact at every
+// scale). Special values: a NaN window gives NaN; a window whose maximum is infinite (or that is
+// empty) does not move with T (0); zero-weight inputs add nothing.
+template <typename acc_t>
+SOFTPOOL_HOST_DEVICE acc_t temperature_derivative_term(acc_t x, acc_t y, acc_t log_weight_offset,
+                                                       acc_t output_residual, acc_t inv_temperature) {
+  const acc_t v = (x - y) * inv_temperature;
+  const acc_t weight = softpool_exp(v + log_weight_offset);
+  const acc_t d = v - output_residual;
+  return weight > 0 ? weight * d * d : acc_t(0);
+}
+
+template <typename acc_t, typename scalar_t>
+SOFTPOOL_HOST_DEVICE acc_t temperature_derivative_window(const scalar_t* plane, Strides3 in, Span st, Span sh,
+                                                         Span sw, acc_t y, acc_t log_weight_offset,
+                                                         acc_t output_residual, acc_t inv_temperature) {
+  if (y != y || log_weight_offset != log_weight_offset) return y + log_weight_offset;  // NaN window
+  if (is_infinite(y)) return acc_t(0);
+  acc_t variance = 0;  // sum_i s_i (v_i - r)^2 = Var_s(x) / T^2
+  for (int64_t a = 0; a < st.count; ++a) {
+    const scalar_t* p_t = plane + (st.first + a * st.step) * in.t;
+    for (int64_t b = 0; b < sh.count; ++b) {
+      const scalar_t* p_h = p_t + (sh.first + b * sh.step) * in.h;
+      for (int64_t c = 0; c < sw.count; ++c) {
+        variance += temperature_derivative_term(static_cast<acc_t>(p_h[(sw.first + c * sw.step) * in.w]), y,
+                                                log_weight_offset, output_residual, inv_temperature);
+      }
+    }
+  }
+  return -variance;
+}
+
+// The gradient that window o sends to the temperature: g_o * dy_o/dT (exactly 0 where dy/dT is).
+template <typename acc_t>
+SOFTPOOL_HOST_DEVICE acc_t temperature_gradient(acc_t derivative, acc_t grad_y) {
   return derivative == 0 ? acc_t(0) : grad_y * derivative;
 }
 

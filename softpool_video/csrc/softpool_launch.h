@@ -112,9 +112,34 @@ inline at::Tensor empty_pooled(const at::Tensor& like, c10::IntArrayRef sizes, a
 
 inline Strides3 pooled_strides(const at::Tensor& t) { return {t.stride(2), t.stride(3), t.stride(4)}; }
 
+// The temperature of a call: a number (the float ops) or a tensor of one value per channel (the
+// tempered ops), already checked by check_temperature_tensor.
+struct TemperatureArg {
+  double value;
+  at::Tensor per_channel;  // undefined, or (C,) of the statistic dtype on the input's device
+};
+
 template <typename acc_t>
-inline Temperature<acc_t> make_temperature(double temperature) {
-  return {static_cast<acc_t>(1.0 / temperature)};
+inline Temperature<acc_t> make_temperature(const TemperatureArg& temperature) {
+  if (!temperature.per_channel.defined()) return {static_cast<acc_t>(1.0 / temperature.value), nullptr, 0};
+  return {acc_t(1), temperature.per_channel.const_data_ptr<acc_t>(), temperature.per_channel.stride(0)};
+}
+
+// The temperature tensor of a tempered op: (C,) values of the statistic dtype (float32; float64 for
+// float64 input) on the input's device, any stride (a 0-d temperature expanded to (C,) has stride 0).
+// Its values are not checked here (on a GPU that would cost a sync): a non-positive temperature
+// gives meaningless numbers, never an out-of-bounds access.
+inline TemperatureArg check_temperature_tensor(const at::Tensor& temperature, const at::Tensor& input) {
+  TORCH_CHECK(temperature.defined(), "softpool_video: temperature is undefined");
+  TORCH_CHECK(temperature.layout() == at::kStrided, "softpool_video: temperature must be a strided (dense) tensor");
+  TORCH_CHECK(temperature.dim() == 1 && temperature.size(0) == input.size(1),
+              "softpool_video: temperature must have shape (C,) = (", input.size(1), ",), got ", temperature.sizes());
+  TORCH_CHECK(temperature.device() == input.device(), "softpool_video: temperature is on ", temperature.device(),
+              " but input is on ", input.device());
+  const at::ScalarType stat = statistic_dtype(input.scalar_type());
+  TORCH_CHECK(temperature.scalar_type() == stat, "softpool_video: temperature must be ", stat, " for ",
+              input.scalar_type(), " input, got ", temperature.scalar_type());
+  return {1.0, temperature};
 }
 
 // A tensor argument of a derivative op must be a dense tensor of the given shape, dtype and device.

@@ -7,6 +7,9 @@ The ops themselves (schemas and CPU/CUDA kernels) come from ``softpool_video._C`
 - ``soft_pool3d(input, ...) -> (output, log_weight_offset, output_residual)``
 - ``soft_pool3d_backward(grad_output, input, output, log_weight_offset, output_residual, ...)``
 - ``soft_pool3d_jvp(input_tangent, input, output, log_weight_offset, output_residual, ...)``
+- ``soft_pool3d_tempered(input, temperature, ...)`` and ``soft_pool3d_tempered_backward(...)``: the
+  same pooling at a tensor temperature ``(C,)`` (learned), whose backward returns the gradients of
+  the input and of the temperature (``g * dy/dT`` per window, ``dy/dT = -Var_s(x) / T^2``) in one pass.
 
 Derivatives. Each op is an ``autograd.Function`` with ``backward`` and ``jvp``, so reverse mode,
 forward mode (``torch.func.jvp``, ``torch.autograd.forward_ad``) and their compositions
@@ -22,6 +25,11 @@ forward mode (``torch.func.jvp``, ``torch.autograd.forward_ad``) and their compo
 applied directly, so :func:`soft_pool3d` and its derivative helpers call it there; everywhere else
 they call the ops, whose Autograd kernels apply the same functions, so that torch.compile and
 torch.export see one opaque op. The batching rules fold a vmapped dimension into the batch.
+
+The tempered op has fused first derivatives only: a backward that builds a graph (``create_graph``)
+differentiates the exact identity ``softpool_T(x) = T * softpool_1(x / T)`` around the float op
+instead (:func:`tempered_composite`), and forward mode and ``torch.func`` transforms use that
+identity from the start (``pooling.py``), so every order stays exact.
 """
 
 from __future__ import annotations
@@ -122,6 +130,23 @@ def _jvp(tangent, x, output, offset, residual, geometry: PoolGeometry) -> torch.
     return torch.ops.softpool_video.soft_pool3d_jvp(
         tangent, x, output, offset, residual, *geometry.derivative_args()
     )
+
+
+def soft_pool3d_tempered(x: torch.Tensor, temperature: torch.Tensor, geometry: PoolGeometry) -> torch.Tensor:
+    """SoftPool of a validated 5-D input at a tensor temperature: ``(C,)`` values of the statistic
+    dtype on the input's device (any stride; a 0-d temperature expanded to ``(C,)``). The geometry's
+    own temperature is unused (1)."""
+    return torch.ops.softpool_video.soft_pool3d_tempered(x, temperature, *geometry.forward_args()[:-1])[0]
+
+
+def tempered_composite(x: torch.Tensor, temperature: torch.Tensor, geometry: PoolGeometry, pool=None):
+    """``T * softpool_1(x / T)`` with the float op at temperature 1 (``pool``, default
+    :func:`soft_pool3d`): the same value as the tempered op (both are ``sum_i softmax(x / T)_i x_i``)
+    with derivatives of every order in x and T. ``temperature`` is 0-d or ``(C,)`` of the statistic
+    dtype; half inputs are scaled in float32 (``x / T`` for a small T overflows float16) and the
+    result cast back."""
+    view = temperature.view(1, -1, 1, 1, 1) if temperature.dim() == 1 else temperature
+    return (view * (pool or soft_pool3d)(x.to(view.dtype) / view, geometry)).to(x.dtype)
 
 
 def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -253,6 +278,46 @@ class _SoftPool3dJvp(torch.autograd.Function):
         return result if result is not None else torch.zeros_like(pooled)
 
 
+class _SoftPool3dTempered(torch.autograd.Function):
+    """(input, temperature (C,)) -> (output, log_weight_offset, output_residual). One fused backward
+    gives both gradients; a backward that builds a graph (double backward) differentiates
+    ``tempered_composite`` instead, which is exact at every order."""
+
+    @staticmethod
+    def forward(x, temperature, geometry):
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.softpool_video.soft_pool3d_tempered(
+                x, temperature, *geometry.forward_args()[:-1]
+            )
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, temperature, geometry = inputs
+        pooled, offset, residual = output
+        ctx.mark_non_differentiable(offset, residual)
+        ctx.save_for_backward(x, temperature, pooled, offset, residual)
+        ctx.geometry = geometry
+
+    @staticmethod
+    def backward(ctx, grad_output, _grad_offset, _grad_residual):
+        x, temperature, pooled, offset, residual = ctx.saved_tensors
+        needs_x, needs_t = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            inputs = [t for t, needed in ((x, needs_x), (temperature, needs_t)) if needed]
+            grads = iter(
+                torch.autograd.grad(
+                    tempered_composite(x, temperature, ctx.geometry), inputs, grad_output, create_graph=True
+                )
+            )
+            return (next(grads) if needs_x else None), (next(grads) if needs_t else None), None
+        grad_input, grad_windows = torch.ops.softpool_video.soft_pool3d_tempered_backward(
+            grad_output, x, pooled, offset, residual, temperature, *ctx.geometry.derivative_args()[:-1]
+        )
+        # dL/dT_c: the windows' g * dy/dT summed over the batch and the output positions
+        grad_temperature = grad_windows.sum(dim=(0, 2, 3, 4)) if needs_t else None
+        return (grad_input if needs_x else None), grad_temperature, None
+
+
 # --------------------------------------------------------------------------------------------
 # Registrations on the ops.
 
@@ -302,6 +367,27 @@ if HAVE_EXTENSION:
         fmt = torch.channels_last_3d if output_is_channels_last(x) else torch.contiguous_format
         return torch.empty(output.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
+    def _check_temperature_fake(temperature, x):
+        _check_fake_argument("temperature", temperature, x, (x.shape[1],))
+
+    @torch.library.register_fake("softpool_video::soft_pool3d_tempered")
+    def _soft_pool3d_tempered_fake(
+        x, temperature, output_size, kernel_size, stride, padding, dilation, adaptive
+    ):
+        _check_temperature_fake(temperature, x)
+        return _soft_pool3d_fake(x, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0)
+
+    @torch.library.register_fake("softpool_video::soft_pool3d_tempered_backward")
+    def _soft_pool3d_tempered_backward_fake(grad_output, x, output, offset, residual, temperature, *geometry):
+        _check_derivative_fake("grad_output", grad_output, x, output, offset, residual, output.shape)
+        _check_temperature_fake(temperature, x)
+        fmt = torch.channels_last_3d if output_is_channels_last(x) else torch.contiguous_format
+        grad_input = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+        grad_temperature = torch.empty(
+            output.shape, dtype=statistic_dtype(x.dtype), device=x.device, memory_format=fmt
+        )
+        return grad_input, grad_temperature
+
     def _raw_op_under_functorch(name: str):
         raise RuntimeError(
             f"softpool_video: torch.ops.softpool_video.{name} cannot be called directly under torch.func "
@@ -327,7 +413,31 @@ if HAVE_EXTENSION:
 
         return kernel
 
+    def _soft_pool3d_tempered_autograd(
+        keyset, x, temperature, output_size, kernel_size, stride, padding, dilation, adaptive
+    ):
+        if _functorch_active():
+            _raw_op_under_functorch("soft_pool3d_tempered")
+        geometry = PoolGeometry.from_op_args(
+            output_size, kernel_size, stride, padding, dilation, adaptive, 1.0
+        )
+        return _SoftPool3dTempered.apply(x, temperature, geometry)
+
+    def _soft_pool3d_tempered_backward_autograd(keyset, *args):
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            raise RuntimeError(
+                "softpool_video: soft_pool3d_tempered_backward has first derivatives only; for higher "
+                "derivatives call softpool_video.soft_pool3d with a tensor temperature (it differentiates "
+                "an exact composite when a graph is built)"
+            )
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.softpool_video.soft_pool3d_tempered_backward(*args)
+
     _library.impl("soft_pool3d", _soft_pool3d_autograd, "Autograd", with_keyset=True)
+    _library.impl("soft_pool3d_tempered", _soft_pool3d_tempered_autograd, "Autograd", with_keyset=True)
+    _library.impl(
+        "soft_pool3d_tempered_backward", _soft_pool3d_tempered_backward_autograd, "Autograd", with_keyset=True
+    )
     _library.impl(
         "soft_pool3d_backward",
         _derivative_autograd(_SoftPool3dBackward, "soft_pool3d_backward"),

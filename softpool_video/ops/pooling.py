@@ -103,7 +103,7 @@ def _check_temperature(temperature, x5: torch.Tensor, fn: str) -> tuple[float, t
     A number is checked here and runs in the fused op (``(float, None)``). A tensor (0-d, or one value
     per channel ``(C,)``) is checked for shape, dtype and device only: checking its values would cost a
     device sync on every call, so keeping it positive and finite is the caller's job (the modules
-    parametrise it as ``log T``). It then runs as ``T * softpool_1(x / T)``: ``(1.0, T viewed for x5)``.
+    parametrise it as ``log T``). It then runs in the tempered op: ``(1.0, T as 0-d or (C,))``.
     """
     if isinstance(temperature, torch.Tensor):
         return 1.0, _temperature_view(temperature, x5, fn)
@@ -117,7 +117,7 @@ def _check_temperature(temperature, x5: torch.Tensor, fn: str) -> tuple[float, t
 
 
 def _temperature_view(temperature: torch.Tensor, x5: torch.Tensor, fn: str) -> torch.Tensor:
-    """A tensor temperature as a 0-d or ``(1, C, 1, 1, 1)`` tensor of the input's dtype."""
+    """A tensor temperature, checked, as a 0-d or ``(C,)`` tensor of the statistic dtype."""
     channels = x5.shape[1]
     if temperature.dim() > 1 or (temperature.dim() == 1 and temperature.shape[0] != channels):
         raise ValueError(
@@ -130,17 +130,30 @@ def _temperature_view(temperature: torch.Tensor, x5: torch.Tensor, fn: str) -> t
         raise ValueError(f"{fn}: temperature is on {temperature.device} but input is on {x5.device}")
     # float64 inputs take it in float64; half inputs are scaled in float32 (x / T for a small T
     # overflows float16), and the output is cast back to the input's dtype.
-    temperature = temperature.to(torch.float64 if x5.dtype == torch.float64 else torch.float32)
-    return temperature.view(1, channels, 1, 1, 1) if temperature.dim() == 1 else temperature
+    return temperature.to(torch.float64 if x5.dtype == torch.float64 else torch.float32)
 
 
 def _run_at_temperature(x5: torch.Tensor, geometry: PoolGeometry, temperature: torch.Tensor | None):
-    """The fused op at the geometry's temperature, or at a tensor temperature T through the identity
-    softpool_T(x) = T * softpool_1(x / T) (both are sum_i softmax(x / T)_i x_i), so that autograd
-    differentiates T through the fused op's exact derivatives (dy/dT = -Var_s(x) / T^2)."""
+    """The fused op at the geometry's temperature, or at a tensor temperature T.
+
+    A tensor temperature runs the tempered op, whose one fused backward gives dL/dx and
+    dL/dT = sum_o g_o dy_o/dT (dy/dT = -Var_s(x) / T^2) from the kernels. Where that op does not
+    serve -- ONNX export, forward-mode AD, torch.func transforms, no compiled kernels -- the exact
+    identity softpool_T(x) = T * softpool_1(x / T) around the float op gives the same values and
+    derivatives of every order.
+    """
     if temperature is None:
         return _run(x5, geometry)
-    return (temperature * _run(x5.to(temperature.dtype) / temperature, geometry)).to(x5.dtype)
+    fused = (
+        not torch.onnx.is_in_onnx_export()
+        and _extension.kernels_for(x5.device.type)
+        and not torch._C._are_functorch_transforms_active()
+        and torch.autograd.forward_ad._current_level < 0
+    )
+    if fused:
+        per_channel = temperature.reshape(-1).to(x5.device).expand(x5.shape[1])
+        return _registration.soft_pool3d_tempered(x5, per_channel, geometry)
+    return _registration.tempered_composite(x5, temperature, geometry, pool=_run)
 
 
 def _soft_pool(x, dims, kernel_size, stride, padding, dilation, ceil_mode, temperature, fn):
@@ -221,10 +234,11 @@ def soft_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fa
     pooling of the window.
 
     ``temperature`` is a positive number, or a tensor to learn it: 0-d (one value) or ``(C,)`` (one
-    per channel). A tensor runs as ``T * softpool_1(x / T)`` around the same fused op, so gradients
-    (and higher derivatives) reach it exactly; its values are not checked (that would need a device
-    sync), so keep it positive, e.g. as ``log_t.exp()`` (what ``SoftPool3d(learn_temperature=True)``
-    does). The other functions take ``temperature`` the same way.
+    per channel). A tensor runs in the tempered op, whose fused backward returns the gradient of T
+    (``sum g * dy/dT``, ``dy/dT = -Var_s(x) / T^2``) with that of x; higher derivatives are exact too.
+    Its values are not checked (that would need a device sync), so keep it positive, e.g. as
+    ``log_t.exp()`` (what ``SoftPool3d(learn_temperature=True)`` does). The other functions take
+    ``temperature`` the same way.
     """
     return _soft_pool(x, 3, kernel_size, stride, padding, dilation, ceil_mode, temperature, "soft_pool3d")
 

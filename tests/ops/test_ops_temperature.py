@@ -1,7 +1,8 @@
-"""Tensor temperature in the functional ops: a 0-d or per-channel (C,) tensor runs as
-T * softpool_1(x / T) around the fused op. Checked against an independent float64 loop over the
-windows (output and dy/dT = -Var_s(x) / T^2), gradcheck/gradgradcheck in float64 for every function,
-the float path (unchanged: the fused op alone), validation, torch.compile and ONNX export."""
+"""Tensor temperature in the functional ops: a 0-d or per-channel (C,) tensor runs in the tempered
+op, whose fused backward returns dL/dx and g * dy/dT per window (dy/dT = -Var_s(x) / T^2). Checked
+against an independent float64 loop over the windows (output and dy/dT), on every CPU fast path and
+the shared scalar body, special values, gradcheck/gradgradcheck in float64 for every function, the
+raw op's argument checks, the memory it saves, validation, torch.compile and ONNX export."""
 
 from __future__ import annotations
 
@@ -175,15 +176,23 @@ class _RecordOps(TorchDispatchMode):
 
 
 @pytest.mark.skipif(not HAVE_EXTENSION, reason="the compiled extension is needed to see the fused op")
-def test_a_float_temperature_runs_the_fused_op_alone():
-    x = torch.randn(1, 2, 4, 6, 6)
+def test_float_and_tensor_temperatures_each_run_one_fused_op_and_one_fused_backward():
+    x = torch.randn(1, 2, 4, 6, 6, requires_grad=True)
     with _RecordOps() as float_path:
         sv.soft_pool3d(x, 2, temperature=0.5)
-    assert float_path.ops == ["softpool_video.soft_pool3d.default"], float_path.ops
-    with _RecordOps() as tensor_path:
-        sv.soft_pool3d(x, 2, temperature=torch.tensor(0.5))
-    assert "softpool_video.soft_pool3d.default" in tensor_path.ops
-    assert any("div" in op for op in tensor_path.ops) and any("mul" in op for op in tensor_path.ops)
+    assert [op for op in float_path.ops if "softpool" in op] == ["softpool_video.soft_pool3d.default"]
+    t = torch.tensor(0.5, requires_grad=True)
+    with _RecordOps() as forward:
+        y = sv.soft_pool3d(x, 2, temperature=t)
+    with _RecordOps() as backward:
+        y.sum().backward()
+    # no x / T or T * y around the op: the kernels take T (no input-sized temporaries)
+    assert [op for op in forward.ops if "softpool" in op] == ["softpool_video.soft_pool3d_tempered.default"]
+    assert not any("div" in op or "mul" in op for op in forward.ops), forward.ops
+    assert [op for op in backward.ops if "softpool" in op] == [
+        "softpool_video.soft_pool3d_tempered_backward.default"
+    ]
+    assert t.grad is not None and x.grad is not None
 
 
 def test_half_input_keeps_its_dtype_with_a_float32_temperature():
@@ -304,3 +313,204 @@ def test_second_derivative_in_temperature_matches_the_moments():
                 third = sum(si * (v - mean) ** 3 for si, v in zip(s, values))
                 expected[c] += float(upstream[0, c, i, j]) * (2 * variance / temp**3 + third / temp**4)
     torch.testing.assert_close(second, expected, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# The fused kernels: every CPU plan and the shared scalar body against the float64 loop.
+
+FUSED_CASES = {
+    # name -> (input shape, pool keyword arguments of soft_pool3d / adaptive_soft_pool3d, expected plan)
+    "rows": ((2, 3, 3, 9, 40), dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), "rows"),
+    "rows_k2": ((1, 2, 4, 6, 36), dict(kernel_size=2), "rows"),
+    "windows": ((2, 3, 4, 5, 5), dict(output_size=1), "windows"),
+    "channels_short_rows": ((1, 9, 3, 5, 5), dict(kernel_size=3, stride=2, padding=1), "channels"),
+    "scalar_dilated": ((1, 2, 5, 7, 7), dict(kernel_size=3, stride=1, dilation=2), "scalar"),
+}
+
+
+def _fused_case(name):
+    shape, kwargs, plan = FUSED_CASES[name]
+    if "output_size" in kwargs:
+        return shape, (lambda x, t: sv.adaptive_soft_pool3d(x, kwargs["output_size"], temperature=t)), plan
+    return shape, (lambda x, t: sv.soft_pool3d(x, **kwargs, temperature=t)), plan
+
+
+def _loop_geometry(name, shape):
+    _, kwargs, _ = FUSED_CASES[name]
+    if "output_size" in kwargs:
+        return ((1, 1, 1), (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), True)
+    triple = lambda v: v if isinstance(v, tuple) else (v,) * 3
+    kernel = triple(kwargs["kernel_size"])
+    stride = triple(kwargs.get("stride", kwargs["kernel_size"]))
+    padding = triple(kwargs.get("padding", 0))
+    dilation = triple(kwargs.get("dilation", 1))
+    out = tuple(
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, k, s, p, d in zip(shape[2:], kernel, stride, padding, dilation)
+    )
+    return out, kernel, stride, padding, dilation, False
+
+
+@pytest.mark.skipif(not HAVE_EXTENSION, reason="the fused kernels need the compiled extension")
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("per_channel", [False, True], ids=["one_value", "per_channel"])
+@pytest.mark.parametrize("variant", ["vectorized", "scalar"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("name", list(FUSED_CASES))
+def test_fused_temperature_gradient_matches_the_float64_loop(name, dtype, variant, per_channel, layout):
+    shape, pool, plan = _fused_case(name)
+    torch.manual_seed(7)
+    x = (torch.randn(shape) * 2).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    channels = shape[1]
+    values = [0.3 + 0.4 * c for c in range(channels)] if per_channel else [0.6]
+    t = torch.tensor(values if per_channel else values[0], requires_grad=True)
+    x.requires_grad_(True)
+    if layout == "contiguous" and variant == "vectorized":  # the plan under test really runs
+        geometry = _loop_geometry(name, shape)
+        assert torch.ops.softpool_video._cpu_plan(x, *(list(v) for v in geometry[:5]), geometry[5]) == plan
+    with sv.ops.cpu_kernel_variant(variant):
+        y = pool(x, t)
+        upstream = torch.randn(y.shape).to(dtype)
+        grad_x, grad_t = torch.autograd.grad(y, (x, t), upstream)
+
+    temps = values if per_channel else values * channels
+    x64 = x.detach().double()
+    expected_y, dy_dt = reference_with_temperature_derivative(x64, *_loop_geometry(name, shape), temps)
+    per_channel_sum = (upstream.double() * dy_dt).sum(dim=(0, 2, 3, 4))
+    expected_t = per_channel_sum if per_channel else per_channel_sum.sum()
+    # float64 composite for dL/dx (its own check is in test_ops_against_reference)
+    x_ref = x64.clone().requires_grad_(True)
+    t_ref = torch.tensor(values if per_channel else values[0], dtype=torch.float64)
+    view = t_ref.view(1, -1, 1, 1, 1) if per_channel else t_ref
+    kwargs = FUSED_CASES[name][1]
+    if "output_size" in kwargs:
+        y_ref = view * sv.adaptive_soft_pool3d(x_ref / view, kwargs["output_size"])
+    else:
+        y_ref = view * sv.soft_pool3d(x_ref / view, **kwargs)
+    (expected_x,) = torch.autograd.grad(y_ref, x_ref, upstream.double())
+
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y.double(), expected_y, **tol)
+    torch.testing.assert_close(grad_x.double(), expected_x, **tol)
+    scale = expected_t.abs().max().item()
+    error = (grad_t.double() - expected_t).abs().max().item()
+    assert error <= (2e-2 if dtype == torch.bfloat16 else 1e-5) * scale, (error, scale)
+
+
+@pytest.mark.skipif(not HAVE_EXTENSION, reason="the fused kernels need the compiled extension")
+@pytest.mark.parametrize("variant", ["vectorized", "scalar"])
+def test_fused_temperature_gradient_of_special_values(variant):
+    """A NaN window sends NaN to its temperature gradient; a window whose maximum is +inf does not
+    move with T (0); -inf entries have weight 0 and change nothing."""
+    x = torch.randn(1, 2, 1, 4, 64)
+    x[0, 0, 0, 0, 0] = float("nan")  # window (0, 0) of channel 0
+    x[0, 1, 0, 0, 2] = float("inf")  # window (0, 1) of channel 1
+    x[0, 1, 0, 2, 4] = float("-inf")  # inside window (1, 2) of channel 1
+    t = torch.tensor([0.8, 1.3], requires_grad=True)
+    with sv.ops.cpu_kernel_variant(variant):
+        y = sv.soft_pool3d(x, (1, 2, 2), temperature=t)
+        grad_windows = torch.ops.softpool_video.soft_pool3d_tempered_backward(
+            torch.ones_like(y),
+            x,
+            *torch.ops.softpool_video.soft_pool3d_tempered(
+                x, t.detach(), [1, 2, 32], [1, 2, 2], [1, 2, 2], [0, 0, 0], [1, 1, 1], False
+            ),
+            t.detach(),
+            [1, 2, 2],
+            [1, 2, 2],
+            [0, 0, 0],
+            [1, 1, 1],
+            False,
+        )[1]
+        (grad_t,) = torch.autograd.grad(y.sum(), t)
+    assert torch.isnan(grad_windows[0, 0, 0, 0, 0]) and torch.isnan(grad_t[0])
+    assert grad_windows[0, 1, 0, 0, 1] == 0
+    finite = x[0, 1, 0, 2:4, 4:6].flatten().double()
+    finite = finite[torch.isfinite(finite)]
+    s = torch.softmax(finite / 1.3, 0)
+    variance = (s * (finite - (s * finite).sum()) ** 2).sum()
+    torch.testing.assert_close(grad_windows[0, 1, 0, 1, 2].double(), -variance / 1.3**2, rtol=1e-5, atol=1e-7)
+    assert torch.isfinite(grad_t[1])
+
+
+@pytest.mark.skipif(not HAVE_EXTENSION, reason="the raw ops come from the compiled extension")
+def test_raw_tempered_ops_check_the_temperature_tensor():
+    x = torch.randn(1, 3, 2, 6, 6)
+    geometry = ([2, 3, 3], [1, 2, 2], [1, 2, 2], [0, 0, 0], [1, 1, 1], False)
+    op = torch.ops.softpool_video.soft_pool3d_tempered
+    for bad, message in [
+        (torch.ones(2), r"temperature must have shape \(C,\) = \(3,\)"),
+        (torch.ones(3, 1), "temperature must have shape"),
+        (torch.ones(3, dtype=torch.float64), "temperature must be Float for Float input"),
+        (torch.ones(3)[:0], "temperature must have shape"),
+    ]:
+        with pytest.raises(RuntimeError, match=message):
+            op(x, bad, *geometry)
+    output = op(x, torch.ones(3), *geometry)
+    with pytest.raises(RuntimeError, match="temperature must have shape"):
+        torch.ops.softpool_video.soft_pool3d_tempered_backward(
+            torch.ones_like(output[0]), x, *output, torch.ones(4), *geometry[1:]
+        )
+    # an expanded 0-d temperature (stride 0) is accepted and equals the float op
+    expanded = torch.tensor([0.5]).expand(3)
+    torch.testing.assert_close(op(x, expanded, *geometry)[0], sv.soft_pool3d(x, (1, 2, 2), temperature=0.5))
+    # the fused backward has first derivatives only, and says so
+    g = torch.ones_like(output[0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.ops.softpool_video.soft_pool3d_tempered_backward(g, x, *output, torch.ones(3), *geometry[1:])
+
+
+@pytest.mark.skipif(not HAVE_EXTENSION, reason="the fused kernels need the compiled extension")
+def test_a_learned_temperature_saves_no_input_sized_temporaries():
+    """Backward keeps the input, the output, its two float statistics and T: nothing input-sized
+    beyond the input itself (the identity T * softpool_1(x / T) would also keep x / T)."""
+    x = torch.randn(2, 8, 4, 32, 32, requires_grad=True)
+    t = torch.tensor(0.7, requires_grad=True)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        y = sv.soft_pool3d(x, (1, 3, 3), (1, 2, 2), (0, 1, 1), temperature=t)
+    saved_bytes = sum(s.numel() * s.element_size() for s in {id(s): s for s in saved}.values())
+    expected = x.numel() * 4 + 3 * y.numel() * 4 + 8 * 4  # input, output + 2 statistics, T as (C,)
+    assert saved_bytes == expected, (saved_bytes, expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", list(FUSED_CASES))
+def test_cuda_tempered_op_matches_cpu(name, dtype, layout):
+    """Forward, dL/dx and dL/dT of a per-channel temperature on CUDA against the CPU kernels; the
+    CUDA backward is deterministic (a gather and one thread per window)."""
+    shape, pool, _ = _fused_case(name)
+    torch.manual_seed(3)
+    x = (torch.randn(shape) * 2).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    t = torch.linspace(0.3, 1.7, shape[1], dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        xd = x.to(device).requires_grad_(True)
+        td = t.to(device).requires_grad_(True)
+        y = pool(xd, td)
+        upstream = (
+            torch.ones_like(y) * 0.5 + torch.arange(y.numel(), device=device).view(y.shape).to(y.dtype) % 3
+        )
+        results.append((y, *torch.autograd.grad(y, (xd, td), upstream)))
+    tol = {torch.float32: dict(rtol=2e-5, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}.get(
+        dtype, dict(rtol=5e-2, atol=5e-2)
+    )
+    for cpu, gpu in zip(*results):
+        torch.testing.assert_close(gpu.cpu(), cpu, **tol)
+    xd = x.cuda().requires_grad_(True)
+    td = t.cuda().requires_grad_(True)
+    again = torch.autograd.grad(pool(xd, td), (xd, td), results[1][0].new_ones(results[1][0].shape))
+    twice = torch.autograd.grad(pool(xd, td), (xd, td), results[1][0].new_ones(results[1][0].shape))
+    assert all(torch.equal(a, b) for a, b in zip(again, twice))

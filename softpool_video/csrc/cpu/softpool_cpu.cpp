@@ -79,7 +79,7 @@ const scalar_t* input_plane(const at::Tensor& t, int64_t n, int64_t c) {
 
 template <typename scalar_t>
 void forward_scalar(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-                    const at::Tensor& residual, const Geometry& g, double temperature, bool channels_last) {
+                    const at::Tensor& residual, const Geometry& g, const TemperatureArg& temperature, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
   const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
   const Strides3 in_s = pooled_strides(input);
@@ -97,7 +97,7 @@ void forward_scalar(const at::Tensor& input, const at::Tensor& output, const at:
 template <typename scalar_t>
 void backward_scalar(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                      const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-                     const Geometry& g, double temperature, bool channels_last) {
+                     const Geometry& g, const TemperatureArg& temperature, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
   const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
   const Strides3 in_s = pooled_strides(input);
@@ -115,7 +115,7 @@ void backward_scalar(const at::Tensor& grad_output, const at::Tensor& input, con
 template <typename scalar_t>
 void jvp_scalar(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
                 const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& output_tangent,
-                const Geometry& g, double temperature, bool channels_last) {
+                const Geometry& g, const TemperatureArg& temperature, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
   const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
   const Strides3 in_s = pooled_strides(input), tan_s = pooled_strides(tangent);
@@ -130,13 +130,30 @@ void jvp_scalar(const at::Tensor& tangent, const at::Tensor& input, const at::Te
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cpu(const at::Tensor& input,
-                                                               c10::SymIntArrayRef output_size_sym,
-                                                               c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                                               bool adaptive, double temperature) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
+// grad_temperature (output-shaped) = g * dy/dT of every window, through the shared body.
+template <typename scalar_t>
+void temperature_gradient_scalar(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
+                                 const at::Tensor& offset, const at::Tensor& residual,
+                                 const at::Tensor& grad_temperature, const Geometry& g,
+                                 const TemperatureArg& temperature, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Temperature<acc_t> temp = make_temperature<acc_t>(temperature);
+  const Strides3 in_s = pooled_strides(input);
+  const int64_t sizes[5] = {output.size(0), output.size(1), g.output_size[0], g.output_size[1], g.output_size[2]};
+  parallel_for_each_index(sizes, channels_last, [&](int64_t n, int64_t c, int64_t ot, int64_t oh, int64_t ow) {
+    const acc_t derivative = temperature_derivative_window<acc_t>(
+        input_plane<scalar_t>(input, n, c), in_s, window_span(g, 0, ot), window_span(g, 1, oh),
+        window_span(g, 2, ow), static_cast<acc_t>(plane_of<scalar_t>(output, n, c).at(ot, oh, ow)),
+        plane_of<acc_t>(offset, n, c).at(ot, oh, ow), plane_of<acc_t>(residual, n, c).at(ot, oh, ow),
+        temp.inverse(c));
+    *element_of<acc_t>(grad_temperature, n, c, ot, oh, ow) =
+        temperature_gradient(derivative, static_cast<acc_t>(plane_of<scalar_t>(grad_output, n, c).at(ot, oh, ow)));
+  });
+}
+
+// The implementations behind the float ops and the tempered ops (temperature a number or (C,) values).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
+                                                           const Geometry& g, const TemperatureArg& temperature) {
   const bool channels_last = use_channels_last(input);
   const std::vector<int64_t> sizes = {input.size(0), input.size(1), output_size[0], output_size[1], output_size[2]};
   const at::ScalarType stat_dtype = statistic_dtype(input.scalar_type());
@@ -153,6 +170,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cpu(const at::Tensor&
   return {output, offset, residual};
 }
 
+// grad_input, and with want_temperature also grad_temperature = g * dy/dT per window (output-shaped,
+// statistic dtype; undefined otherwise).
+std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                                const at::Tensor& output, const at::Tensor& offset,
+                                                const at::Tensor& residual, const Geometry& g,
+                                                const TemperatureArg& temperature, bool want_temperature) {
+  const bool channels_last = use_channels_last(input);
+  at::Tensor grad_input = empty_pooled(input, input.sizes(), input.scalar_type(), channels_last);
+  at::Tensor grad_temperature;
+  if (want_temperature) {
+    grad_temperature = empty_pooled(input, output.sizes(), statistic_dtype(input.scalar_type()), channels_last);
+  }
+  if (grad_input.numel() == 0) return {grad_input, grad_temperature};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_backward_cpu", [&] {
+    bool temperature_done = !want_temperature;
+    if (!(cpu_vectorized.load() &&
+          vectorized::backward<scalar_t>(grad_output, input, output, offset, residual, grad_input,
+                                         want_temperature ? &grad_temperature : nullptr, &temperature_done, g,
+                                         temperature, channels_last))) {
+      backward_scalar<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, temperature,
+                                channels_last);
+    }
+    if (!temperature_done) {
+      temperature_gradient_scalar<scalar_t>(grad_output, input, output, offset, residual, grad_temperature, g,
+                                            temperature, channels_last);
+    }
+  });
+  return {grad_input, grad_temperature};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cpu(const at::Tensor& input,
+                                                               c10::SymIntArrayRef output_size_sym,
+                                                               c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                                               bool adaptive, double temperature) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
+  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
+  return forward_cpu(input, output_size, g, TemperatureArg{temperature, {}});
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_tempered_cpu(
+    const at::Tensor& input, const at::Tensor& temperature, c10::SymIntArrayRef output_size_sym,
+    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+    bool adaptive) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
+  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0);
+  return forward_cpu(input, output_size, g, check_temperature_tensor(temperature, input));
+}
+
 at::Tensor soft_pool3d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                                    const at::Tensor& offset, const at::Tensor& residual,
                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
@@ -161,17 +227,20 @@ at::Tensor soft_pool3d_backward_cpu(const at::Tensor& grad_output, const at::Ten
   check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
   const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
                                    temperature);
-  const bool channels_last = use_channels_last(input);
-  at::Tensor grad_input = empty_pooled(input, input.sizes(), input.scalar_type(), channels_last);
-  if (grad_input.numel() == 0) return grad_input;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_backward_cpu", [&] {
-    if (!(cpu_vectorized.load() && vectorized::backward<scalar_t>(grad_output, input, output, offset, residual,
-                                                                  grad_input, g, temperature, channels_last))) {
-      backward_scalar<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, temperature,
-                                channels_last);
-    }
-  });
-  return grad_input;
+  return std::get<0>(backward_cpu(grad_output, input, output, offset, residual, g, TemperatureArg{temperature, {}},
+                                  false));
+}
+
+std::tuple<at::Tensor, at::Tensor> soft_pool3d_tempered_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+    const at::Tensor& residual, const at::Tensor& temperature, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive) {
+  check_saved(input, output, offset, residual);
+  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
+  const Geometry g =
+      make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive, 1.0);
+  return backward_cpu(grad_output, input, output, offset, residual, g, check_temperature_tensor(temperature, input),
+                      true);
 }
 
 at::Tensor soft_pool3d_jvp_cpu(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
@@ -186,7 +255,8 @@ at::Tensor soft_pool3d_jvp_cpu(const at::Tensor& tangent, const at::Tensor& inpu
   at::Tensor output_tangent = empty_pooled(input, output.sizes(), input.scalar_type(), channels_last);
   if (output_tangent.numel() == 0) return output_tangent;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_jvp_cpu", [&] {
-    jvp_scalar<scalar_t>(tangent, input, output, offset, residual, output_tangent, g, temperature, channels_last);
+    jvp_scalar<scalar_t>(tangent, input, output, offset, residual, output_tangent, g, TemperatureArg{temperature, {}},
+                         channels_last);
   });
   return output_tangent;
 }
@@ -197,6 +267,8 @@ TORCH_LIBRARY_IMPL(softpool_video, CPU, m) {
   m.impl("soft_pool3d", &soft_pool3d_cpu);
   m.impl("soft_pool3d_backward", &soft_pool3d_backward_cpu);
   m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cpu);
+  m.impl("soft_pool3d_tempered", &soft_pool3d_tempered_cpu);
+  m.impl("soft_pool3d_tempered_backward", &soft_pool3d_tempered_backward_cpu);
 }
 
 }  // namespace softpool_video

@@ -38,6 +38,12 @@ void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_tempe
                          float* numerator);
 void segment_gradients(const float* x, int64_t n, float y, float log_weight_offset, float output_residual,
                        float grad_y, float inv_temperature, float* out);
+void lanes_backward_with_variance(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
+                                  const float* log_weight_offset, const float* output_residual,
+                                  const float* grad_y, float inv_temperature, float* coefficients,
+                                  float* variance);
+float segment_gradients_with_variance(const float* x, int64_t n, float y, float log_weight_offset,
+                                      float output_residual, float grad_y, float inv_temperature, float* out);
 
 namespace {
 
@@ -173,12 +179,24 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
   }
 }
 
-SOFTPOOL_MULTIVERSION
-void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
-                    const float* log_weight_offset, const float* output_residual, const float* grad_y,
-                    float inv_temperature, float* coefficients) {
+namespace {
+
+// The loop of lanes_backward; with kVariance it also sums, per lane, s (v - r)^2 over the taps
+// (= Var_s(x) / T^2, so dy/dT = -variance: the shared temperature_derivative_window) from the same
+// weights, so a learned temperature costs no extra exp. Inlined into each multiversioned caller.
+template <bool kVariance>
+__attribute__((always_inline)) inline void lanes_backward_body(const float* taps, int64_t num_taps,
+                                                               int64_t num_lanes, const float* y,
+                                                               const float* log_weight_offset,
+                                                               const float* output_residual, const float* grad_y,
+                                                               float inv_temperature, float* coefficients,
+                                                               float* variance) {
   // whole vectors of 16 lanes; lanes past num_lanes are never scattered
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
+  float acc[kLanes];
+  if constexpr (kVariance) {
+    for (int64_t j = 0; j < width; ++j) acc[j] = 0.0f;
+  }
   for (int64_t k = 0; k < num_taps; ++k) {
     const float* row = taps + k * kLanes;
     float* out = coefficients + k * kLanes;
@@ -187,8 +205,34 @@ void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, cons
       const float weight = exp_nonpositive(v + log_weight_offset[j]);
       const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
       out[j] = weight > 0.0f ? value : 0.0f;  // as window_gradient: zero-weight inputs receive 0
+      if constexpr (kVariance) {
+        const float d = v - output_residual[j];
+        acc[j] += weight > 0.0f ? weight * d * d : 0.0f;  // as temperature_derivative_term
+      }
     }
   }
+  if constexpr (kVariance) {
+    for (int64_t j = 0; j < num_lanes; ++j) variance[j] = acc[j];
+  }
+}
+
+}  // namespace
+
+SOFTPOOL_MULTIVERSION
+void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
+                    const float* log_weight_offset, const float* output_residual, const float* grad_y,
+                    float inv_temperature, float* coefficients) {
+  lanes_backward_body<false>(taps, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
+                             inv_temperature, coefficients, nullptr);
+}
+
+SOFTPOOL_MULTIVERSION
+void lanes_backward_with_variance(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
+                                  const float* log_weight_offset, const float* output_residual,
+                                  const float* grad_y, float inv_temperature, float* coefficients,
+                                  float* variance) {
+  lanes_backward_body<true>(taps, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
+                            inv_temperature, coefficients, variance);
 }
 
 // dst[j] = src[j * step], dst[j * step] = src[j] and dst[j * step] += src[j] for j < n. Constant
@@ -369,6 +413,28 @@ void segment_gradients(const float* x, int64_t n, float y, float log_weight_offs
   }
 }
 
+// segment_gradients of one contiguous segment of a window, also returning its sum of s (v - r)^2
+// (see lanes_backward_body) from the same weights.
+SOFTPOOL_MULTIVERSION
+float segment_gradients_with_variance(const float* x, int64_t n, float y, float log_weight_offset,
+                                      float output_residual, float grad_y, float inv_temperature, float* out) {
+  float acc[kReductionWidth] = {};
+  for (int64_t i = 0; i < n; i += kReductionWidth) {
+    const int64_t count = std::min(kReductionWidth, n - i);
+    for (int64_t j = 0; j < count; ++j) {
+      const float v = (x[i + j] - y) * inv_temperature;
+      const float weight = exp_nonpositive(v + log_weight_offset);
+      const float value = grad_y * weight * (1.0f + v - output_residual);
+      out[i + j] = weight > 0.0f ? value : 0.0f;  // as window_gradient
+      const float d = v - output_residual;
+      acc[j] += weight > 0.0f ? weight * d * d : 0.0f;
+    }
+  }
+  float total = 0.0f;
+  for (int64_t j = 0; j < kReductionWidth; ++j) total += acc[j];
+  return total;
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -423,7 +489,7 @@ struct PhasedRow {
 
 template <typename scalar_t>
 void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-                  const at::Tensor& residual, const Geometry& g, float inv_t) {
+                  const at::Tensor& residual, const Geometry& g, const Temperature<float>& temp) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   float* offset_out = offset.mutable_data_ptr<float>();
@@ -442,6 +508,7 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % C, n = row / (OH * OT * C);
+      const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * in_n + c * in_c;
       scalar_t* out_row = out + row * OW;  // output and statistics are contiguous NCTHW
       float* offset_row = offset_out + row * OW;
@@ -507,8 +574,13 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
 // window_gradient for windows whose output or statistic is not finite (special values).
 inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
                            const float* offset, const float* residual, const float* grad_y, float inv_t,
-                           float* coefficients) {
-  lanes_backward(taps, num_taps, num_lanes, y, offset, residual, grad_y, inv_t, coefficients);
+                           float* coefficients, float* variance) {
+  if (variance != nullptr) {
+    lanes_backward_with_variance(taps, num_taps, num_lanes, y, offset, residual, grad_y, inv_t, coefficients,
+                                 variance);
+  } else {
+    lanes_backward(taps, num_taps, num_lanes, y, offset, residual, grad_y, inv_t, coefficients);
+  }
   for (int64_t j = 0; j < num_lanes; ++j) {
     if (finite(y[j]) && finite(offset[j]) && finite(residual[j])) continue;
     for (int64_t k = 0; k < num_taps; ++k) {
@@ -521,7 +593,7 @@ inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                    const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-                   const Geometry& g, float inv_t) {
+                   float* grad_temperature, const Geometry& g, const Temperature<float>& temp) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
@@ -547,6 +619,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
+      const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
       // Unpadded float rows accumulate straight into grad_input (input layout, stride-step adds).
       const bool direct = all_interior && std::is_same_v<scalar_t, float>;
@@ -598,7 +671,19 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                 }
               }
             }
-            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data());
+            float variance[kLanes];  // for g * dy/dT of each window, from the same weights
+            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data(),
+                           grad_temperature != nullptr ? variance : nullptr);
+            if (grad_temperature != nullptr) {
+              for (int64_t j = 0; j < lanes; ++j) {
+                const float derivative =
+                    finite(y[j]) && finite(off[j]) && finite(res[j])
+                        ? -variance[j]
+                        : temperature_derivative_window<float>(plane, in_s, st, sh, window_span(g, 2, ow0 + j), y[j],
+                                                               off[j], res[j], inv_t);
+                grad_temperature[row * OW + ow0 + j] = temperature_gradient(derivative, gy[j]);
+              }
+            }
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
@@ -924,7 +1009,7 @@ inline void for_each_chunk(const scalar_t* plane, const Segments& seg, float* bu
 
 template <typename scalar_t>
 void forward_windows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-                     const at::Tensor& residual, const Geometry& g, float inv_t) {
+                     const at::Tensor& residual, const Geometry& g, const Temperature<float>& temp) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   float* offset_out = offset.mutable_data_ptr<float>();
@@ -938,6 +1023,7 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
     for (int64_t o = begin; o < end; ++o) {
       const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
       const scalar_t* plane = in + (plane_index / C) * input.stride(0) + (plane_index % C) * input.stride(1);
+      const float inv_t = temp.inverse(plane_index % C);
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
       const Segments seg = window_segments(in_s, st, sh, sw, g.input_size[1], g.input_size[2]);
       float max_x = -std::numeric_limits<float>::infinity();
@@ -979,7 +1065,7 @@ inline bool windows_cover_input(const Geometry& g) {
 template <typename scalar_t>
 void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                       const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-                      const Geometry& g, float inv_t) {
+                      float* grad_temperature, const Geometry& g, const Temperature<float>& temp) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
@@ -998,6 +1084,7 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
     for (int64_t o = begin; o < end; ++o) {
       const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
       const int64_t n = plane_index / C, c = plane_index % C;
+      const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
       scalar_t* grad_plane = grad_in + plane_index * T * H * W;
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
@@ -1016,15 +1103,25 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
             }
           }
         }
+        if (grad_temperature != nullptr) {
+          grad_temperature[o] = temperature_gradient(
+              temperature_derivative_window<float>(plane, in_s, st, sh, sw, y, off, res, inv_t), gy);
+        }
         continue;
       }
       // the input is contiguous NCTHW like grad_input, so a segment's offset is the same in both
       const Segments seg = window_segments(in_s, st, sh, sw, H, W);
+      float variance = 0.0f;
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
-        segment_gradients(x, count, y, off, res, gy, inv_t, gradients);
+        if (grad_temperature != nullptr) {
+          variance += segment_gradients_with_variance(x, count, y, off, res, gy, inv_t, gradients);
+        } else {
+          segment_gradients(x, count, y, off, res, gy, inv_t, gradients);
+        }
         scalar_t* dst = grad_plane + start;
         for (int64_t j = 0; j < count; ++j) dst[j] = static_cast<scalar_t>(gradients[j]);
       });
+      if (grad_temperature != nullptr) grad_temperature[o] = temperature_gradient(-variance, gy);
     }
   });
 }
@@ -1079,20 +1176,22 @@ const char* plan_name(Plan plan) {
 
 template <typename scalar_t>
 bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-             const at::Tensor& residual, const Geometry& g, double temperature, bool channels_last) {
+             const at::Tensor& residual, const Geometry& g, const TemperatureArg& temperature, bool channels_last) {
   if constexpr (!handled_dtype<scalar_t>()) {
     return false;
   } else {
-    const float inv_t = static_cast<float>(1.0 / temperature);
+    const Temperature<float> temp = make_temperature<float>(temperature);
     switch (plan_for(input, g, channels_last)) {
       case Plan::kWindows:
-        forward_windows<scalar_t>(input, output, offset, residual, g, inv_t);
+        forward_windows<scalar_t>(input, output, offset, residual, g, temp);
         return true;
       case Plan::kRows:
-        forward_rows<scalar_t>(input, output, offset, residual, g, inv_t);
+        forward_rows<scalar_t>(input, output, offset, residual, g, temp);
         return true;
       case Plan::kChannels:
-        forward_channel_lanes<scalar_t>(input, output, offset, residual, g, inv_t, max_window_taps(g));
+        // channel lanes share one temperature (per-channel temperatures take the scalar body)
+        if (!temp.uniform()) return false;
+        forward_channel_lanes<scalar_t>(input, output, offset, residual, g, temp.inverse(0), max_window_taps(g));
         return true;
       default:
         return false;
@@ -1103,27 +1202,34 @@ bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor
 template <typename scalar_t>
 bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
               const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-              const Geometry& g, double temperature, bool channels_last) {
+              at::Tensor* grad_temperature, bool* temperature_done, const Geometry& g,
+              const TemperatureArg& temperature, bool channels_last) {
   if constexpr (!handled_dtype<scalar_t>()) {
     return false;
   } else {
-    const float inv_t = static_cast<float>(1.0 / temperature);
+    const Temperature<float> temp = make_temperature<float>(temperature);
+    float* grad_t = grad_temperature != nullptr ? grad_temperature->mutable_data_ptr<float>() : nullptr;
     const bool saved_contiguous = output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous();
     switch (plan_for(input, g, channels_last)) {
       case Plan::kWindows:
         // both read output and statistics as contiguous rows; the forward allocated them so, but
         // the raw op may be called with other layouts: those go to the scalar gather.
         if (!(saved_contiguous && grad_input.is_contiguous())) return false;
-        backward_windows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
+        backward_windows<scalar_t>(grad_output, input, output, offset, residual, grad_input, grad_t, g, temp);
+        *temperature_done = true;
         return true;
       case Plan::kRows:
         // Row lanes read output and statistics as contiguous rows; the forward allocated them so, but
         // the raw op may be called with other layouts: those go to the scalar gather.
         if (!(saved_contiguous && grad_input.is_contiguous())) return false;
-        backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
+        backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, grad_t, g, temp);
+        *temperature_done = true;
         return true;
       case Plan::kChannels:
-        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g, inv_t);
+        // a gather over inputs: the temperature gradient (one per window) is left to the caller
+        if (!temp.uniform()) return false;
+        backward_channel_lanes<scalar_t>(grad_output, input, output, offset, residual, grad_input, g,
+                                         temp.inverse(0));
         return true;
       default:
         return false;
@@ -1133,9 +1239,10 @@ bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::
 
 #define SOFTPOOL_INSTANTIATE(T)                                                                             \
   template bool forward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,      \
-                           const Geometry&, double, bool);                                                  \
+                           const Geometry&, const TemperatureArg&, bool);                                   \
   template bool backward<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,     \
-                            const at::Tensor&, const at::Tensor&, const Geometry&, double, bool);
+                            const at::Tensor&, const at::Tensor&, at::Tensor*, bool*, const Geometry&,      \
+                            const TemperatureArg&, bool);
 SOFTPOOL_INSTANTIATE(float)
 SOFTPOOL_INSTANTIATE(double)
 SOFTPOOL_INSTANTIATE(c10::Half)

@@ -28,7 +28,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "softpool_kernel.h"
+#include "softpool_launch.h"
 
 namespace softpool_video::vectorized {
 
@@ -53,14 +53,19 @@ enum class Plan { kScalar, kRows, kChannels, kWindows };
 Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last);
 const char* plan_name(Plan plan);
 
-// Return false when the case is not handled (the caller then runs the scalar body).
+// Return false when the case is not handled (the caller then runs the scalar body). A per-channel
+// temperature runs in the rows and windows plans; channel lanes need one temperature for all lanes.
 template <typename scalar_t>
 bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& log_weight_offset,
-             const at::Tensor& output_residual, const Geometry& g, double temperature, bool channels_last);
+             const at::Tensor& output_residual, const Geometry& g, const TemperatureArg& temperature,
+             bool channels_last);
 
 template <typename scalar_t>
 bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
               const at::Tensor& log_weight_offset, const at::Tensor& output_residual, const at::Tensor& grad_input,
-              const Geometry& g, double temperature, bool channels_last);
+              at::Tensor* grad_temperature, bool* temperature_done, const Geometry& g,
+              const TemperatureArg& temperature, bool channels_last);
+// grad_temperature (nullable; output-shaped, contiguous float) receives g * dy/dT of every window when
+// the plan computes it along with grad_input (rows, windows); *temperature_done then becomes true.
 
 }  // namespace softpool_video::vectorized

@@ -5,6 +5,8 @@
 //   - backward: one thread per input element, a deterministic gather over its covering outputs
 //     (no atomics; the spans are computed once per dimension, see covering_mask);
 //   - forward-mode tangent: one thread per output element.
+//   - the tempered ops (a tensor temperature per channel) run the same kernels; their backward adds
+//     the temperature gradient g * dy/dT, one thread per output element.
 // The flat element index is unflattened in 32-bit arithmetic when the tensor allows it (64-bit
 // division is a long instruction sequence on GPUs); __launch_bounds__ lets the compiler budget
 // registers for kThreads threads per block. The current stream, a device guard and a launch check.
@@ -137,6 +139,26 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// g * dy/dT of every window (the tempered backward's temperature gradient): one thread per output.
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    temperature_gradient_kernel(Tensor5<const scalar_t> grad_output, Tensor5<const scalar_t> input,
+                                Tensor5<const scalar_t> output, Tensor5<const acc_t> offset,
+                                Tensor5<const acc_t> residual, Tensor5<acc_t> grad_temperature, Layout5 out_size,
+                                Geometry g, Temperature<acc_t> temperature, bool channels_last, index_t total) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    int64_t n, c, ot, oh, ow;
+    unflatten(i, out_size, channels_last, &n, &c, &ot, &oh, &ow);
+    const acc_t derivative = temperature_derivative_window<acc_t>(
+        input.plane(n, c), pooled3(input.s), window_span(g, 0, ot), window_span(g, 1, oh), window_span(g, 2, ow),
+        static_cast<acc_t>(output.at(n, c, ot, oh, ow)), offset.at(n, c, ot, oh, ow), residual.at(n, c, ot, oh, ow),
+        temperature.inverse(c));
+    grad_temperature.at(n, c, ot, oh, ow) =
+        temperature_gradient(derivative, static_cast<acc_t>(grad_output.at(n, c, ot, oh, ow)));
+  }
+}
+
 constexpr int kWarp = 32;
 
 template <typename acc_t>
@@ -244,14 +266,9 @@ inline unsigned int grid_for(int64_t total) {
   return static_cast<unsigned int>(blocks < (int64_t{1} << 20) ? blocks : (int64_t{1} << 20));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cuda(const at::Tensor& input,
-                                                                c10::SymIntArrayRef output_size_sym,
-                                                                c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                                                bool adaptive, double temperature) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const Geometry g =
-      make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
+// The implementations behind the float ops and the tempered ops (temperature a number or (C,) values).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, c10::IntArrayRef output_size,
+                                                            const Geometry& g, const TemperatureArg& temperature) {
   TORCH_CHECK(input.is_cuda(), "softpool_video: input must be a CUDA tensor here, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const bool channels_last = use_channels_last(input);
@@ -290,21 +307,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cuda(const at::Tensor
   return {output, offset, residual};
 }
 
-at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
-                                    const at::Tensor& output, const at::Tensor& offset, const at::Tensor& residual,
-                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive,
-                                    double temperature) {
-  check_saved(input, output, offset, residual);
-  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
-  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
-                                   temperature);
+// grad_input, and with want_temperature also grad_temperature = g * dy/dT per window (output-shaped,
+// statistic dtype; undefined otherwise).
+std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                                                 const at::Tensor& output, const at::Tensor& offset,
+                                                 const at::Tensor& residual, const Geometry& g,
+                                                 const TemperatureArg& temperature, bool want_temperature) {
   TORCH_CHECK(input.is_cuda(), "softpool_video: input must be a CUDA tensor here, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const bool channels_last = use_channels_last(input);
   at::Tensor grad_input = empty_pooled(input, input.sizes(), input.scalar_type(), channels_last);
+  at::Tensor grad_temperature;
+  if (want_temperature) {
+    grad_temperature = empty_pooled(input, output.sizes(), statistic_dtype(input.scalar_type()), channels_last);
+  }
   const int64_t total = grad_input.numel();
-  if (total == 0) return grad_input;
+  if (total == 0) return {grad_input, grad_temperature};
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -315,6 +333,13 @@ at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Te
           read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(grad_input), sizes_of(input), g,
           make_temperature<acc_t>(temperature), channels_last, static_cast<index_t>(total));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (!want_temperature) return;
+      const int64_t windows = output.numel();
+      temperature_gradient_kernel<scalar_t, acc_t, index_t><<<grid_for(windows), kThreads, 0, stream>>>(
+          read_only<scalar_t>(grad_output), read_only<scalar_t>(input), read_only<scalar_t>(output),
+          read_only<acc_t>(offset), read_only<acc_t>(residual), writable<acc_t>(grad_temperature), sizes_of(output),
+          g, make_temperature<acc_t>(temperature), channels_last, static_cast<index_t>(windows));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
     if (fits_int32({&grad_output, &input, &output, &offset, &residual, &grad_input})) {
       launch(int32_t{0});
@@ -322,7 +347,52 @@ at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Te
       launch(int64_t{0});
     }
   });
-  return grad_input;
+  return {grad_input, grad_temperature};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cuda(const at::Tensor& input,
+                                                                c10::SymIntArrayRef output_size_sym,
+                                                                c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                                                bool adaptive, double temperature) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
+  const Geometry g =
+      make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
+  return forward_cuda(input, output_size, g, TemperatureArg{temperature, {}});
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_tempered_cuda(
+    const at::Tensor& input, const at::Tensor& temperature, c10::SymIntArrayRef output_size_sym,
+    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+    bool adaptive) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
+  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0);
+  return forward_cuda(input, output_size, g, check_temperature_tensor(temperature, input));
+}
+
+at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                                    const at::Tensor& output, const at::Tensor& offset, const at::Tensor& residual,
+                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive,
+                                    double temperature) {
+  check_saved(input, output, offset, residual);
+  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
+  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
+                                   temperature);
+  return std::get<0>(
+      backward_cuda(grad_output, input, output, offset, residual, g, TemperatureArg{temperature, {}}, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> soft_pool3d_tempered_backward_cuda(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
+    const at::Tensor& residual, const at::Tensor& temperature, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive) {
+  check_saved(input, output, offset, residual);
+  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
+  const Geometry g =
+      make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive, 1.0);
+  return backward_cuda(grad_output, input, output, offset, residual, g, check_temperature_tensor(temperature, input),
+                       true);
 }
 
 at::Tensor soft_pool3d_jvp_cuda(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
@@ -347,7 +417,7 @@ at::Tensor soft_pool3d_jvp_cuda(const at::Tensor& tangent, const at::Tensor& inp
       jvp_kernel<scalar_t, acc_t, index_t><<<grid_for(total), kThreads, 0, stream>>>(
           read_only<scalar_t>(tangent), read_only<scalar_t>(input), read_only<scalar_t>(output),
           read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(output_tangent),
-          sizes_of(output_tangent), g, make_temperature<acc_t>(temperature), channels_last,
+          sizes_of(output_tangent), g, make_temperature<acc_t>(TemperatureArg{temperature, {}}), channels_last,
           static_cast<index_t>(total));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
@@ -366,6 +436,8 @@ TORCH_LIBRARY_IMPL(softpool_video, CUDA, m) {
   m.impl("soft_pool3d", &soft_pool3d_cuda);
   m.impl("soft_pool3d_backward", &soft_pool3d_backward_cuda);
   m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cuda);
+  m.impl("soft_pool3d_tempered", &soft_pool3d_tempered_cuda);
+  m.impl("soft_pool3d_tempered_backward", &soft_pool3d_tempered_backward_cuda);
 }
 
 }  // namespace softpool_video
