@@ -422,7 +422,7 @@ def _checked_root(args, video_folders: Sequence[str]) -> Path:
 
     root = Path(args.positionals[0])
     if not root.is_dir():
-        raise cli.UsageError(f"{root}: {'is a file, not' if root.exists() else 'no such'} dataset folder")
+        raise cli.UsageError(f"{root}: {'is a file, not a' if root.exists() else 'no such'} dataset folder")
     given = [key for key in _REENCODE_ONLY if key in args.given]
     if given and args.reencode is None:
         raise cli.UsageError(f"{given[0]}= only applies with reencode=OUTPUT_ROOT")
@@ -470,13 +470,21 @@ def _finish(report: LayoutReport, problems: ReencodeReport | None, output_root: 
                 print(f"  {source}: {reason}")
         if output_root is not None:
             print(f"all of them are listed in {output_root / 'reencode_problems.txt'}")
+
+    def count(items: Sequence, one: str, many: str) -> str:
+        return f"{len(items)} {one if len(items) == 1 else many}"
+
     reasons = []
     if report.missing:
-        reasons.append(f"{len(report.missing)} listed videos are missing")
+        reasons.append(count(report.missing, "listed video is missing", "listed videos are missing"))
     if problems and problems.bad_sources:
-        reasons.append(f"{len(problems.bad_sources)} sources are truncated or corrupt")
+        reasons.append(
+            count(problems.bad_sources, "source is truncated or corrupt", "sources are truncated or corrupt")
+        )
     if problems and problems.failures:
-        reasons.append(f"{len(problems.failures)} videos could not be re-encoded")
+        reasons.append(
+            count(problems.failures, "video could not be re-encoded", "videos could not be re-encoded")
+        )
     if reasons:
         raise Failure("; ".join(reasons) + " (see the report above)")
     return 0
