@@ -9,7 +9,8 @@ Every tool reads the same shape of command line::
 - an option is ``key=value`` (a leading ``+`` is allowed, as in Hydra); ``--help``/``-h`` prints the
   usage and ``--version`` the version, both exit 0;
 - a key given twice is an error (never a silent last-wins), and so is an unknown key (the message
-  lists the known ones and the closest match) or a ``--flag`` (options are ``key=value``);
+  lists the known ones and the closest match) or a ``--flag`` (options are ``key=value``; a flag of
+  a tool's former argparse command line is answered with its new spelling, ``Command.legacy_flags``);
 - a value is checked by its option's type (the converters below); ``null``/``none`` means "not set"
   where the option allows it; lists are ``a,b`` or ``[a,b]``;
 - anything else is a positional argument (a video, a folder) for the tools that take them.
@@ -72,6 +73,7 @@ __all__ = [
     "run",
     "text",
     "version_text",
+    "writable_file",
     "writable_folder",
 ]
 
@@ -347,6 +349,20 @@ def writable_folder(option: str, folder: str | os.PathLike) -> Path:
     return target
 
 
+def writable_file(option: str, file: str | os.PathLike) -> Path:
+    """``file`` if it can be written (its folder is, or can be created as, a writable folder, and it
+    is not itself a folder); else :class:`UsageError` naming ``option``. Creates nothing."""
+    target = Path(file).expanduser()
+    if target.is_dir():
+        raise UsageError(f"{option}={file}: is a folder; give a file name")
+    try:
+        writable_folder(option, target.parent)
+    except UsageError as error:  # say which file cannot be written, then why
+        reason = str(error).split(": ", 1)[-1]
+        raise UsageError(f"{option}={file}: cannot write it: {target.parent} {reason}") from None
+    return target
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -420,6 +436,10 @@ class Command:
     positionals: Positionals | None = None
     usage_line: str = ""
     epilog: str = ""
+    #: Flags of the tool's former ``--flag value`` command line and their ``key=value`` spelling
+    #: (``{"--short-side": "short_side=N"}``): such a flag is refused with a line giving the new
+    #: spelling, so old scripts fail clearly instead of being half understood.
+    legacy_flags: Mapping[str, str] = field(default_factory=dict)
 
     def usage(self) -> str:
         line = self.usage_line or (
@@ -459,6 +479,11 @@ class Command:
             key, equals, value = arg.partition("=")
             bare = key.strip().lstrip("+")
             if arg.startswith("-") and not os.path.exists(arg):
+                if key.strip() in self.legacy_flags:
+                    raise UsageError(
+                        f"{key.strip()!r} is the old spelling: use {self.legacy_flags[key.strip()]} "
+                        f"(options are key=value; see {self.prog} --help)"
+                    )
                 flag = bare.lstrip("-")
                 if flag in self.options:
                     example = f"{flag}={value}" if equals else f"{flag}=VALUE"

@@ -22,13 +22,13 @@ Listed paths are relative to a video folder. Unless ``video_dir`` says which, th
 most listed files exist is used (the list's folder, the dataset root or one of their
 sub-folders) and reported, so a wrong guess shows instead of being silent.
 
-Command line: ``python datasets/check_videos.py SOURCE... [--backend pyav decord] [--workers N]
-[--output unreadable.txt]``.
+Command line (the grammar of every tool, ``softpool_video/cli.py``): ``python
+datasets/check_videos.py SOURCE... [backend=pyav,decord] [workers=N] [output=unreadable.txt]
+[video_dir=DIR]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import re
@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from softpool_video.constants import DECODERS
 from softpool_video.data.annotations import (
@@ -259,64 +260,91 @@ def videos_to_check(source: str | Path, video_dir: str | Path | None = None) -> 
 # ------------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``check_videos.py SOURCE... [--backend B...] [--workers N] [--output FILE]``; exit 1 if any
-    video is unreadable, 2 for bad arguments."""
-    parser = argparse.ArgumentParser(
+#: The flags of the former argparse command line and their key=value spelling.
+_LEGACY_FLAGS = {
+    "--video-dir": "video_dir=DIR",
+    "--backend": "backend=pyav,decord",
+    "--workers": "workers=N",
+    "--output": "output=FILE",
+}
+
+
+def _command() -> Any:
+    from softpool_video import cli
+
+    return cli.Command(
         prog="check_videos.py",
-        description="Decode every frame of every video of a dataset root, folder, list or CSV, and "
-        "list the unreadable ones (missing, truncated, corrupt, not a video).",
+        summary="Decode every frame of every video of a dataset root, folder, list or CSV, and list\n"
+        "the unreadable ones (missing, truncated, corrupt, not a video).",
+        options={
+            "video_dir": cli.Option(
+                None, cli.path(), "folder the listed paths are relative to [where most listed files exist]"
+            ),
+            "backend": cli.Option(
+                [DEFAULT_BACKEND],
+                cli.listing(choices=DECODERS),
+                f"decoder to check with ({', '.join(DECODERS)}), or several (pyav,decord): a file "
+                f"fails if any fails [{DEFAULT_BACKEND}]",
+            ),
+            "workers": cli.Option(2, cli.integer(1), "parallel processes"),
+            "output": cli.Option(
+                "unreadable_videos.txt", cli.path(optional=False), "where to write 'path<TAB>reason' lines"
+            ),
+        },
+        positionals=cli.Positionals("SOURCE", minimum=1),
+        usage_line="SOURCE... [key=value ...]",
+        epilog="SOURCE: dataset roots, video folders (searched recursively), list/CSV files, or videos.\n\n"
+        "Exits 1 when a video is unreadable (the list is written either way).",
+        legacy_flags=_LEGACY_FLAGS,
     )
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        help="dataset roots, video folders (searched recursively), list/CSV files, or videos",
-    )
-    parser.add_argument(
-        "--video-dir",
-        type=Path,
-        help="folder the listed paths are relative to (default: where most listed files exist)",
-    )
-    parser.add_argument(
-        "--backend",
-        nargs="+",
-        default=[DEFAULT_BACKEND],
-        choices=DECODERS,
-        help="decoder(s) to check with; a file fails if any fails (default: %(default)s)",
-    )
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default: %(default)s)")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("unreadable_videos.txt"),
-        help="where to write 'path<TAB>reason' lines (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        print(f"check_videos: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
-    if args.video_dir is not None and not args.video_dir.is_dir():
-        print(f"check_videos: --video-dir {args.video_dir} is not a directory", file=sys.stderr)
-        return 2
-    try:
-        for backend in args.backend:
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``check_videos.py SOURCE... [key=value ...]``: exit 1 if any video is unreadable, 2 for bad
+    arguments (nothing written)."""
+    from softpool_video import cli
+
+    return cli.run(_command(), _main, argv)
+
+
+def _main(args: Any) -> int:
+    from softpool_video import cli
+
+    # Every input and the output place are checked before any decoding: a typo is exit 2, not a
+    # report about nothing, and a report that cannot be written is not found out at the end.
+    for source in args.positionals:
+        if not Path(source).exists():
+            raise cli.UsageError(f"{source}: no such file or folder")
+    video_dir = Path(args.video_dir) if args.video_dir is not None else None
+    if video_dir is not None and not video_dir.is_dir():
+        raise cli.UsageError(f"video_dir={args.video_dir}: no such folder")
+    output = cli.writable_file("output", args.output)
+    for backend in args.backend:
+        try:
             check_backend(backend)
-        found = [item for source in args.sources for item in videos_to_check(source, args.video_dir)]
-    except (FileNotFoundError, AnnotationError, ValueError) as err:
-        print(f"check_videos: {err}", file=sys.stderr)
-        return 2
+        except ValueError as err:
+            raise cli.UsageError(f"backend={backend}: {cli.error_summary(err)}") from None
+    try:
+        found = [item for source in args.positionals for item in videos_to_check(source, video_dir)]
+    except (FileNotFoundError, AnnotationError) as err:
+        raise cli.UsageError(str(err)) from None
     for item in found:
         print(item.description)
     paths = list(dict.fromkeys(p for item in found for p in item.videos))
     if not paths:
-        print(f"check_videos: no video files in {' '.join(args.sources)}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"no video files in {' '.join(args.positionals)}")
     bad = check_videos(paths, args.backend, args.workers, progress=sys.stderr.isatty())
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("".join(f"{path}\t{reason}\n" for path, reason in bad))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("".join(f"{path}\t{reason}\n" for path, reason in bad))
+    except OSError as err:
+        raise cli.Failure(f"output={args.output}: cannot write it: {cli.error_summary(err)}") from None
     for path, reason in bad[:20]:
         print(f"  {path}: {reason}")
     if len(bad) > 20:
         print(f"  ... {len(bad) - 20} more")
-    print(f"{len(bad)} of {len(paths)} videos are unreadable; list written to {args.output}")
-    return 1 if bad else 0
+    summary = f"{len(bad)} of {len(paths)} videos are unreadable; list written to {output}"
+    print(summary)
+    if bad:
+        raise cli.Failure(summary)
+    return 0

@@ -13,12 +13,13 @@
   broken file never turns silently into a shorter valid one.
 
 The command lines of ``datasets/prepare_ucf101.py``, ``prepare_hmdb51.py`` and
-``prepare_kinetics.py`` are ``main_ucf101``, ``main_hmdb51`` and ``main_kinetics`` here.
+``prepare_kinetics.py`` are ``main_ucf101``, ``main_hmdb51`` and ``main_kinetics`` here, in the
+grammar of every tool (``softpool_video/cli.py``): ``prepare_ucf101.py ROOT [key=value ...]``, e.g.
+``prepare_ucf101.py /datasets/ucf101 extract=true reencode=/datasets/ucf101_256``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,25 +136,48 @@ def _unpack_class_archives(video_dir: Path, extract: bool) -> list[str]:
     if not extract:
         return [
             f"{len(pending)} classes are still RAR archives in {video_dir} (e.g. {pending[0].name}): "
-            "run again with --extract to unpack them"
+            "run again with extract=true to unpack them"
         ]
     for archive in pending:
         extract_archive(archive, video_dir)
     return [f"unpacked {len(pending)} class archives in {video_dir}"]
 
 
-def _unpack_top_level(root: Path, folder: str, archives: Sequence[str], extract: bool) -> list[str]:
-    """Unpack ``root/<archive>`` when ``root/<folder>`` is missing (the official download layout)."""
+def _archive_to_unpack(
+    root: Path, key: str, folder: str, archives: Sequence[str], extract: bool
+) -> Path | None:
+    """The official archive that holds ``root/<folder>`` when that folder is missing (``None`` when
+    it is there). Raises :class:`~softpool_video.cli.UsageError` naming ``key`` when neither is
+    there, or when the archive is there but ``extract=true`` was not given. Unpacks nothing."""
+    from softpool_video.cli import UsageError
+
     if (root / folder).is_dir():
-        return []
+        return None
     for name in archives:
         archive = root / name
         if archive.is_file():
             if not extract:
-                return [f"{root / folder} is missing but {archive} is there: run again with --extract"]
-            extract_archive(archive, root)
-            return [f"unpacked {archive}"]
-    return []
+                raise UsageError(
+                    f"{key}={folder}: {root / folder} is missing but {archive} is there: "
+                    "add extract=true to unpack it"
+                )
+            return archive
+    raise UsageError(
+        f"{key}={folder}: {root / folder} is not a folder "
+        f"(and no {' or '.join(archives)} in {root} to unpack)"
+    )
+
+
+def _unpack_top_level(root: Path, folder: str, archive: Path | None) -> list[str]:
+    """Unpack ``archive`` (from :func:`_archive_to_unpack`) into ``root``; it must create ``folder``."""
+    from softpool_video.cli import Failure
+
+    if archive is None:
+        return []
+    extract_archive(archive, root)
+    if not (root / folder).is_dir():
+        raise Failure(f"unpacking {archive} did not create {root / folder}")
+    return [f"unpacked {archive}"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,40 +347,110 @@ def _reencode_tree(sources: Sequence[Path], video_root: Path, output_root: Path,
 
 
 # ------------------------------------------------------------------------------------------------
-# command lines
+# command lines (the grammar of softpool_video/cli.py)
 # ------------------------------------------------------------------------------------------------
 
+#: The flags of the former argparse command lines and their key=value spelling.
+_LEGACY_FLAGS = {
+    "--annotation-dir": "annotation_dir=DIR",
+    "--video-dir": "video_dir=DIR",
+    "--extract": "extract=true",
+    "--reencode": "reencode=OUTPUT_ROOT",
+    "--short-side": "short_side=N",
+    "--crf": "crf=N",
+    "--workers": "workers=N",
+    "--splits": "splits=train.csv:train,validate.csv:val",
+}
 
-def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--reencode",
-        type=Path,
-        metavar="OUTPUT_ROOT",
-        help="also write verified H.264 copies with a smaller short side under OUTPUT_ROOT (same layout)",
-    )
-    parser.add_argument(
-        "--short-side", type=int, default=256, help="short side of the copies (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--crf", type=int, default=23, help="x264 quality, lower is better (default: %(default)s)"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="parallel encoders (default: %(default)s)")
+#: Options that only matter when copies are written.
+_REENCODE_ONLY = ("short_side", "crf", "workers")
 
 
-def _check_common(parser: argparse.ArgumentParser, args) -> None:
-    if not args.root.is_dir():
-        parser.error(f"ROOT {args.root} is not a directory")
-    if args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
-    if args.short_side < 2:
-        parser.error(f"--short-side must be >= 2, got {args.short_side}")
-    if not 0 <= args.crf <= 51:
-        parser.error(f"--crf must be in 0..51, got {args.crf}")
-    if args.reencode is not None and args.reencode.resolve() == args.root.resolve():
-        parser.error("--reencode OUTPUT_ROOT must differ from ROOT (the copies would replace the sources)")
+def _split_pair(name: str, text: str) -> str:
+    """A Kinetics split ``CSV:DIR`` (annotation CSV, video folder), both relative to ROOT."""
+    from softpool_video.cli import UsageError
+
+    csv_name, colon, folder = text.partition(":")
+    if not colon or not csv_name.strip() or not folder.strip():
+        raise UsageError(
+            f"{name} takes CSV:DIR pairs like {name}=train.csv:train,validate.csv:val, got {text!r}"
+        )
+    return f"{csv_name.strip()}:{folder.strip()}"
+
+
+def _command(prog: str, summary: str, root_help: str, options: dict[str, Any]) -> Any:
+    """A prepare script's command line: ``ROOT`` plus ``options`` and the re-encoding options."""
+    from softpool_video import cli
+
+    options = {
+        **options,
+        "reencode": cli.Option(
+            None, cli.path(), "also write verified H.264 copies under this folder, same layout"
+        ),
+        "short_side": cli.Option(
+            256, cli.integer(2), "short side of the copies, never upscaled (with reencode=)"
+        ),
+        "crf": cli.Option(23, cli.integer(0, 51), "x264 quality, lower is better (with reencode=)"),
+        "workers": cli.Option(2, cli.integer(1), "parallel encoders (with reencode=)"),
+    }
+    return cli.Command(
+        prog=prog,
+        summary=summary,
+        options=options,
+        positionals=cli.Positionals("ROOT", minimum=1, maximum=1),
+        usage_line="ROOT [key=value ...]",
+        epilog=(
+            f"ROOT: {root_help}.\n\n"
+            "Prints the listed videos that are missing and the files no list names. Exits 1 when a\n"
+            "listed video is missing or a source cannot be copied (those are listed in\n"
+            "OUTPUT_ROOT/reencode_problems.txt)."
+        ),
+        legacy_flags={flag: hint for flag, hint in _LEGACY_FLAGS.items() if hint.split("=")[0] in options},
+    )
+
+
+def _folder_option(default: str, what: str) -> Any:
+    from softpool_video import cli
+
+    return cli.Option(default, cli.text(optional=False), f"{what}, relative to ROOT")
+
+
+def _checked_root(args, video_folders: Sequence[str]) -> Path:
+    """ROOT, checked with the output options before any work: a missing ROOT, an OUTPUT_ROOT that
+    cannot be written or would mix the copies with their sources are bad arguments."""
+    from softpool_video import cli
+
+    root = Path(args.positionals[0])
+    if not root.is_dir():
+        raise cli.UsageError(f"{root}: {'is a file, not a' if root.exists() else 'no such'} dataset folder")
+    given = [key for key in _REENCODE_ONLY if key in args.given]
+    if given and args.reencode is None:
+        raise cli.UsageError(f"{given[0]}= only applies with reencode=OUTPUT_ROOT")
+    if args.reencode is not None:
+        output = cli.writable_folder("reencode", args.reencode).resolve()
+        for source in (root, *(root / folder for folder in video_folders)):
+            if output == source.resolve() or source.resolve() in output.parents:
+                raise cli.UsageError(
+                    f"reencode={args.reencode}: must be outside {source} (the copies would mix with "
+                    "or replace the sources); give another folder"
+                )
+    return root
+
+
+def _listed_or_usage_error(read) -> Any:
+    """``read()``; a missing or malformed annotation file is a bad argument (exit 2)."""
+    from softpool_video.cli import UsageError
+
+    try:
+        return read()
+    except (FileNotFoundError, NotADirectoryError, AnnotationError) as err:
+        raise UsageError(str(err)) from None
 
 
 def _finish(report: LayoutReport, problems: ReencodeReport | None, output_root: Path | None) -> int:
+    """Print the report; exit status 0, or :class:`~softpool_video.cli.Failure` (1) saying why not."""
+    from softpool_video.cli import Failure
+
     print(report.summary())
     if problems:
         if output_root is not None:
@@ -375,54 +470,91 @@ def _finish(report: LayoutReport, problems: ReencodeReport | None, output_root: 
                 print(f"  {source}: {reason}")
         if output_root is not None:
             print(f"all of them are listed in {output_root / 'reencode_problems.txt'}")
-    return 1 if report.missing or problems else 0
+
+    def count(items: Sequence, one: str, many: str) -> str:
+        return f"{len(items)} {one if len(items) == 1 else many}"
+
+    reasons = []
+    if report.missing:
+        reasons.append(count(report.missing, "listed video is missing", "listed videos are missing"))
+    if problems and problems.bad_sources:
+        reasons.append(
+            count(problems.bad_sources, "source is truncated or corrupt", "sources are truncated or corrupt")
+        )
+    if problems and problems.failures:
+        reasons.append(
+            count(problems.failures, "video could not be re-encoded", "videos could not be re-encoded")
+        )
+    if reasons:
+        raise Failure("; ".join(reasons) + " (see the report above)")
+    return 0
 
 
-def _parser(prog: str, description: str, root_help: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("root", type=Path, help=root_help)
-    return parser
+def _copy_annotations(annotation_dir: Path, output_root: Path, folder: str) -> None:
+    shutil.copytree(annotation_dir, output_root / folder, dirs_exist_ok=True)
+    print(f"re-encoded copy: {output_root} (use data.root={output_root})")
+
+
+def _run(command: Any, main, argv: Sequence[str] | None) -> int:
+    from softpool_video import cli
+
+    return cli.run(command, main, argv, failures=(ExtractError,))
+
+
+def _ucf101_command() -> Any:
+    from softpool_video import cli
+
+    return _command(
+        "prepare_ucf101.py",
+        "Compare UCF-101 with its three splits; optionally unpack the official archives and re-encode.",
+        "the folder holding ucfTrainTestlist/ and UCF-101/, or the official\n"
+        "UCF101.rar and UCF101TrainTestSplits-RecognitionTask.zip (extract=true unpacks them)",
+        {
+            "annotation_dir": _folder_option("ucfTrainTestlist", "folder of classInd.txt and the lists"),
+            "video_dir": _folder_option("UCF-101", "folder of the class folders"),
+            "extract": cli.Option(False, cli.boolean(), "unpack the official archives found in ROOT"),
+        },
+    )
 
 
 def main_ucf101(argv: Sequence[str] | None = None) -> int:
-    """``prepare_ucf101.py ROOT``: compare UCF-101 with its three splits; optionally unpack and re-encode."""
-    parser = _parser(
-        "prepare_ucf101.py",
-        "Compare UCF-101 with its three splits; optionally unpack the official archives and re-encode.",
-        "directory holding ucfTrainTestlist/ and UCF-101/ (or the official UCF101.rar and "
-        "UCF101TrainTestSplits-RecognitionTask.zip)",
-    )
-    parser.add_argument(
-        "--annotation-dir", default="ucfTrainTestlist", help="relative to ROOT (default: %(default)s)"
-    )
-    parser.add_argument("--video-dir", default="UCF-101", help="relative to ROOT (default: %(default)s)")
-    parser.add_argument("--extract", action="store_true", help="unpack the official archives found in ROOT")
-    _common_arguments(parser)
-    args = parser.parse_args(argv)
-    _check_common(parser, args)
-    try:
-        for line in _unpack_top_level(
-            args.root, args.annotation_dir, ["UCF101TrainTestSplits-RecognitionTask.zip"], args.extract
-        ) + _unpack_top_level(args.root, args.video_dir, ["UCF101.rar"], args.extract):
+    """``prepare_ucf101.py ROOT [key=value ...]``: compare UCF-101 with its three splits; optionally
+    unpack and re-encode."""
+    return _run(_ucf101_command(), _ucf101, argv)
+
+
+def _ucf101(args) -> int:
+    root = _checked_root(args, [args.video_dir])
+    archives = [
+        _archive_to_unpack(
+            root,
+            "annotation_dir",
+            args.annotation_dir,
+            ["UCF101TrainTestSplits-RecognitionTask.zip"],
+            args.extract,
+        ),
+        _archive_to_unpack(root, "video_dir", args.video_dir, ["UCF101.rar"], args.extract),
+    ]
+    for folder, archive in zip((args.annotation_dir, args.video_dir), archives):
+        for line in _unpack_top_level(root, folder, archive):
             print(line)
-        annotation_dir, video_dir = args.root / args.annotation_dir, args.root / args.video_dir
-        listed = [
+    annotation_dir, video_dir = root / args.annotation_dir, root / args.video_dir
+    listed = _listed_or_usage_error(
+        lambda: [
             record.path
             for split in (1, 2, 3)
             for subset in ("train", "test")
             for record in parse_ucf101(annotation_dir, video_dir, split, subset).records
         ]
-    except (FileNotFoundError, AnnotationError, ExtractError) as err:
-        print(f"prepare_ucf101.py: {err}", file=sys.stderr)
-        return 2
+    )
     report = compare_layout(listed, video_dir)
     problems = None
-    if args.reencode:
+    output = Path(args.reencode) if args.reencode is not None else None
+    if output is not None:
         present = sorted({p for p in listed if p.exists()})
-        problems = _reencode_tree(present, video_dir, args.reencode / args.video_dir, args)
-        shutil.copytree(annotation_dir, args.reencode / args.annotation_dir, dirs_exist_ok=True)
-        print(f"re-encoded copy: {args.reencode} (use data.root={args.reencode})")
-    return _finish(report, problems, args.reencode)
+        problems = _reencode_tree(present, video_dir, output / args.video_dir, args)
+        _copy_annotations(annotation_dir, output, args.annotation_dir)
+    return _finish(report, problems, output)
 
 
 def hmdb51_listed_videos(annotation_dir: Path, video_dir: Path) -> list[Path]:
@@ -439,104 +571,116 @@ def hmdb51_listed_videos(annotation_dir: Path, video_dir: Path) -> list[Path]:
     return list(dict.fromkeys(listed))
 
 
-def main_hmdb51(argv: Sequence[str] | None = None) -> int:
-    """``prepare_hmdb51.py ROOT``: compare HMDB-51 with its split files; optionally unpack and re-encode."""
-    parser = _parser(
+def _hmdb51_command() -> Any:
+    from softpool_video import cli
+
+    return _command(
         "prepare_hmdb51.py",
-        "Compare HMDB-51 with its split files; optionally unpack the official RAR archives (one per "
+        "Compare HMDB-51 with its split files; optionally unpack the official RAR archives (one per\n"
         "class inside hmdb51_org.rar) and re-encode.",
-        "directory holding testTrainMulti_7030_splits/ and hmdb51_org/ (or hmdb51_org.rar and "
-        "test_train_splits.rar)",
+        "the folder holding testTrainMulti_7030_splits/ and hmdb51_org/, or the\n"
+        "official hmdb51_org.rar and test_train_splits.rar (extract=true unpacks them)",
+        {
+            "annotation_dir": _folder_option("testTrainMulti_7030_splits", "folder of the split files"),
+            "video_dir": _folder_option("hmdb51_org", "folder of the class folders"),
+            "extract": cli.Option(
+                False,
+                cli.boolean(),
+                "unpack hmdb51_org.rar, test_train_splits.rar and the <class>.rar archives",
+            ),
+        },
     )
-    parser.add_argument(
-        "--annotation-dir",
-        default="testTrainMulti_7030_splits",
-        help="relative to ROOT (default: %(default)s)",
-    )
-    parser.add_argument("--video-dir", default="hmdb51_org", help="relative to ROOT (default: %(default)s)")
-    parser.add_argument(
-        "--extract",
-        action="store_true",
-        help="unpack hmdb51_org.rar, test_train_splits.rar and the per-class <class>.rar archives",
-    )
-    _common_arguments(parser)
-    args = parser.parse_args(argv)
-    _check_common(parser, args)
-    annotation_dir, video_dir = args.root / args.annotation_dir, args.root / args.video_dir
-    try:
-        lines = _unpack_top_level(args.root, args.annotation_dir, ["test_train_splits.rar"], args.extract)
-        lines += _unpack_top_level(args.root, args.video_dir, ["hmdb51_org.rar"], args.extract)
-        if video_dir.is_dir():
-            lines += _unpack_class_archives(video_dir, args.extract)
-        for line in lines:
-            print(line)
-        if not annotation_dir.is_dir():
-            raise FileNotFoundError(f"--annotation-dir {annotation_dir} is not a directory")
-        if not video_dir.is_dir():
-            raise FileNotFoundError(f"--video-dir {video_dir} is not a directory")
-        listed = hmdb51_listed_videos(annotation_dir, video_dir)
-    except (FileNotFoundError, AnnotationError, ExtractError) as err:
-        print(f"prepare_hmdb51.py: {err}", file=sys.stderr)
-        return 2
+
+
+def main_hmdb51(argv: Sequence[str] | None = None) -> int:
+    """``prepare_hmdb51.py ROOT [key=value ...]``: compare HMDB-51 with its split files; optionally
+    unpack and re-encode."""
+    return _run(_hmdb51_command(), _hmdb51, argv)
+
+
+def _hmdb51(args) -> int:
+    root = _checked_root(args, [args.video_dir])
+    archives = [
+        _archive_to_unpack(
+            root, "annotation_dir", args.annotation_dir, ["test_train_splits.rar"], args.extract
+        ),
+        _archive_to_unpack(root, "video_dir", args.video_dir, ["hmdb51_org.rar"], args.extract),
+    ]
+    annotation_dir, video_dir = root / args.annotation_dir, root / args.video_dir
+    lines = []
+    for folder, archive in zip((args.annotation_dir, args.video_dir), archives):
+        lines += _unpack_top_level(root, folder, archive)
+    lines += _unpack_class_archives(video_dir, args.extract)
+    for line in lines:
+        print(line)
+    listed = _listed_or_usage_error(lambda: hmdb51_listed_videos(annotation_dir, video_dir))
     report = compare_layout(listed, video_dir)
     problems = None
-    if args.reencode:
+    output = Path(args.reencode) if args.reencode is not None else None
+    if output is not None:
         present = sorted({p for p in listed if p.exists()})
-        problems = _reencode_tree(present, video_dir, args.reencode / args.video_dir, args)
-        shutil.copytree(annotation_dir, args.reencode / args.annotation_dir, dirs_exist_ok=True)
-        print(f"re-encoded copy: {args.reencode} (use data.root={args.reencode})")
-    return _finish(report, problems, args.reencode)
+        problems = _reencode_tree(present, video_dir, output / args.video_dir, args)
+        _copy_annotations(annotation_dir, output, args.annotation_dir)
+    return _finish(report, problems, output)
+
+
+def _kinetics_command() -> Any:
+    from softpool_video import cli
+
+    return _command(
+        "prepare_kinetics.py",
+        "Compare Kinetics clips with the CSVs; optionally re-encode.",
+        "the folder holding annotations/ and one video folder per split",
+        {
+            "annotation_dir": _folder_option("annotations", "folder of the CSVs"),
+            "splits": cli.Option(
+                ["train.csv:train", "validate.csv:val"],
+                cli.listing(_split_pair),
+                "CSV:DIR of each split: its CSV (in annotation_dir) and video folder (in ROOT)",
+            ),
+        },
+    )
 
 
 def main_kinetics(argv: Sequence[str] | None = None) -> int:
-    """``prepare_kinetics.py ROOT``: compare Kinetics clips with the CSVs; optionally re-encode."""
-    parser = _parser(
-        "prepare_kinetics.py",
-        "Compare Kinetics clips with the CSVs; optionally re-encode.",
-        "directory holding annotations/ and one video folder per split",
-    )
-    parser.add_argument(
-        "--annotation-dir", default="annotations", help="relative to ROOT (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--splits",
-        nargs="+",
-        default=["train.csv:train", "validate.csv:val"],
-        metavar="CSV:DIR",
-        help="annotation CSV and video folder of each split (default: %(default)s)",
-    )
-    _common_arguments(parser)
-    args = parser.parse_args(argv)
-    _check_common(parser, args)
-    annotation_dir = args.root / args.annotation_dir
+    """``prepare_kinetics.py ROOT [key=value ...]``: compare Kinetics clips with the CSVs; optionally
+    re-encode."""
+    return _run(_kinetics_command(), _kinetics, argv)
+
+
+def _kinetics(args) -> int:
+    from softpool_video.cli import UsageError
+
     splits = [tuple(item.split(":", 1)) for item in args.splits]
-    if any(len(split) != 2 or not all(split) for split in splits):
-        parser.error(f"--splits takes CSV:DIR pairs, got {' '.join(args.splits)}")
-    try:
-        classes = kinetics_class_names(annotation_dir / splits[0][0])
-        listed_per_split = [
-            [
-                r.path
-                for r in parse_kinetics_csv(annotation_dir / csv_name, args.root / folder, classes).records
-            ]
+    root = _checked_root(args, [folder for _, folder in splits])
+    annotation_dir = root / args.annotation_dir
+    if not annotation_dir.is_dir():
+        raise UsageError(f"annotation_dir={args.annotation_dir}: {annotation_dir} is not a folder")
+    for csv_name, folder in splits:
+        if not (annotation_dir / csv_name).is_file():
+            raise UsageError(f"splits={csv_name}:{folder}: {annotation_dir / csv_name} does not exist")
+        if not (root / folder).is_dir():
+            raise UsageError(f"splits={csv_name}:{folder}: {root / folder} is not a folder")
+    classes = _listed_or_usage_error(lambda: kinetics_class_names(annotation_dir / splits[0][0]))
+    listed_per_split = _listed_or_usage_error(
+        lambda: [
+            [r.path for r in parse_kinetics_csv(annotation_dir / csv_name, root / folder, classes).records]
             for csv_name, folder in splits
         ]
-    except (FileNotFoundError, AnnotationError) as err:
-        print(f"prepare_kinetics.py: {err}", file=sys.stderr)
-        return 2
+    )
+    output = Path(args.reencode) if args.reencode is not None else None
     reports, problems = [], ReencodeReport()
     for (csv_name, video_folder), listed in zip(splits, listed_per_split):
-        video_dir = args.root / video_folder
+        video_dir = root / video_folder
         report = compare_layout(listed, video_dir)
         print(f"== {csv_name} / {video_folder}")
         print(report.summary())
         reports.append(report)
-        if args.reencode:
+        if output is not None:
             present = sorted({p for p in listed if p.exists()})
-            problems.extend(_reencode_tree(present, video_dir, args.reencode / video_folder, args))
-    if args.reencode:
-        shutil.copytree(annotation_dir, args.reencode / args.annotation_dir, dirs_exist_ok=True)
-        print(f"re-encoded copy: {args.reencode} (use data.root={args.reencode})")
+            problems.extend(_reencode_tree(present, video_dir, output / video_folder, args))
+    if output is not None:
+        _copy_annotations(annotation_dir, output, args.annotation_dir)
     total = LayoutReport(
         sum(r.listed for r in reports),
         sum(r.on_disk for r in reports),
@@ -544,4 +688,4 @@ def main_kinetics(argv: Sequence[str] | None = None) -> int:
         [p for r in reports for p in r.extra],
     )
     print("== all splits")
-    return _finish(total, problems if args.reencode else None, args.reencode)
+    return _finish(total, problems if output is not None else None, output)

@@ -30,15 +30,20 @@ def test_check_videos_lists_exactly_the_bad_files(tmp_path, make_video, bad_file
 def test_check_videos_command_writes_the_list(tmp_path, make_video, bad_files, capsys):
     make_video(bad_files["text"].parent / "fine.mp4", num_frames=20)
     output = tmp_path / "report" / "unreadable.txt"
-    assert check_main([str(bad_files["text"].parent), "--workers", "1", "--output", str(output)]) == 1
+    assert check_main([str(bad_files["text"].parent), "workers=1", f"output={output}"]) == 1
     lines = output.read_text().splitlines()
     listed = {line.split("\t")[0] for line in lines}
     assert listed == {str(p) for kind, p in bad_files.items() if kind != "directory"}
     assert all("\t" in line and line.split("\t")[1] for line in lines)
-    assert f"{len(listed)} of {len(listed) + 1} videos are unreadable" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    summary = f"{len(listed)} of {len(listed) + 1} videos are unreadable; list written to {output}"
+    assert summary in printed.out
+    assert printed.err == f"check_videos.py: error: {summary}\n"  # exit 1: the same one line on stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert check_main([str(empty)]) == 2
+    assert check_main([str(empty), f"output={tmp_path / 'never.txt'}"]) == 2
+    assert capsys.readouterr().err == f"check_videos.py: error: no video files in {empty}\n"
+    assert not (tmp_path / "never.txt").exists()
 
 
 def test_compare_layout_ignores_extensions(tmp_path):
@@ -79,7 +84,7 @@ def test_prepare_ucf101_reports_and_reencodes(tmp_path, make_video, capsys):
     assert main_ucf101([str(root)]) == 0
     assert "0 missing" in capsys.readouterr().out
     out = tmp_path / "small"
-    assert main_ucf101([str(root), "--reencode", str(out), "--short-side", "32", "--workers", "1"]) == 0
+    assert main_ucf101([str(root), f"reencode={out}", "short_side=32", "workers=1"]) == 0
     copy = out / "UCF-101" / "Jump" / "v_Jump_g01_c01.mp4"
     with open_video(copy) as video:
         assert (video.info.height, video.info.width, video.info.num_frames) == (32, 42, 12)
@@ -87,12 +92,14 @@ def test_prepare_ucf101_reports_and_reencodes(tmp_path, make_video, capsys):
     # the copy is a complete dataset root: the .avi lists resolve to the .mp4 copies
     assert main_ucf101([str(out)]) == 0
     stamp = copy.stat().st_mtime_ns
-    assert main_ucf101([str(root), "--reencode", str(out), "--short-side", "32", "--workers", "1"]) == 0
+    assert main_ucf101([str(root), f"reencode={out}", "short_side=32", "workers=1"]) == 0
     assert copy.stat().st_mtime_ns == stamp  # resumable: done files are kept
     (root / "UCF-101" / "Run" / "v_Run_g02_c01.avi").unlink()
     (root / "UCF-101" / "Run" / "v_Run_g09_c01.avi").write_bytes(b"")
     assert main_ucf101([str(root)]) == 1
-    report = capsys.readouterr().out
+    printed = capsys.readouterr()
+    report = printed.out
+    assert printed.err == "prepare_ucf101.py: error: 1 listed video is missing (see the report above)\n"
     assert "1 missing" in report and "v_Run_g02_c01.avi" in report
     assert "1 extra" in report and "v_Run_g09_c01.avi" in report
 

@@ -35,7 +35,7 @@ def test_check_flags_exactly_the_broken_files_not_vfr_or_long_audio(
     for kind in ("truncated_indexed", "corrupt", "text", "zero_byte"):
         shutil.copy(bad_files[kind], folder / bad_files[kind].name)
     output = tmp_path / "unreadable.txt"
-    assert check_main([str(folder), "--backend", backend, "--workers", "2", "--output", str(output)]) == 1
+    assert check_main([str(folder), f"backend={backend}", "workers=2", f"output={output}"]) == 1
     bad = listed(output)
     assert set(bad) == {
         str(folder / bad_files[k].name) for k in ("truncated_indexed", "corrupt", "text", "zero_byte")
@@ -75,7 +75,7 @@ def test_check_a_ucf101_root_or_list_from_another_directory(tmp_path, make_video
     monkeypatch.chdir(elsewhere)
     for source in (root, root / "ucfTrainTestlist" / "trainlist02.txt"):
         output = elsewhere / f"{source.name}.txt"
-        assert check_main([str(source), "--workers", "1", "--output", str(output)]) == 1
+        assert check_main([str(source), "workers=1", f"output={output}"]) == 1
         bad = listed(output)
         assert sorted(bad) == expected  # paths resolve under UCF-101/, as the dataset does
         assert "does not exist" in bad[expected[1]]
@@ -98,7 +98,7 @@ def test_check_kinetics_csvs_with_labels_headers_and_an_unlabelled_test_csv(tmp_
     make_video(root / "test" / "ddd_000001_000011.mkv", num_frames=8)
     (root / "test" / "eee_000002_000012.mp4").write_text("not a video")
     output = tmp_path / "bad.txt"
-    assert check_main([str(root), "--workers", "1", "--output", str(output)]) == 1
+    assert check_main([str(root), "workers=1", f"output={output}"]) == 1
     assert list(listed(output)) == [str(root / "test" / "eee_000002_000012.mp4")]
     # one CSV on its own: the label column is a label, never a path
     found = videos_to_check(root / "annotations" / "train.csv")[0].videos
@@ -121,7 +121,7 @@ def test_check_hmdb51_split_files_with_names_starting_with_hash(tmp_path, make_v
             "".join(f"{n} {k % 3} \n" for k, n in enumerate(names))
         )
     output = tmp_path / "bad.txt"
-    assert check_main([str(root), "--workers", "1", "--output", str(output)]) == 1
+    assert check_main([str(root), "workers=1", f"output={output}"]) == 1
     assert list(listed(output)) == [str(root / "hmdb51_org" / "clap" / "clap_2.avi")]
     (single,) = videos_to_check(splits / "clap_test_split1.txt")
     assert [p.name for p in single.videos] == names
@@ -135,15 +135,17 @@ def test_check_a_generic_csv_with_header_and_quoted_paths(tmp_path, make_video):
         'path,label\n"clips/jump, high.mp4",jump\nclips/run 1.mp4,run\nclips/gone.mp4,run\n'
     )
     output = tmp_path / "bad.txt"
-    assert check_main([str(root / "train.csv"), "--workers", "1", "--output", str(output)]) == 1
+    assert check_main([str(root / "train.csv"), "workers=1", f"output={output}"]) == 1
     assert list(listed(output)) == [str(root / "clips" / "gone.mp4")]
 
 
 def test_check_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys):
     output = tmp_path / "never.txt"
-    assert check_main([str(tmp_path / "nowhere"), "--output", str(output)]) == 2
-    assert "nowhere does not exist" in capsys.readouterr().err
-    assert check_main([str(tmp_path), "--workers", "0", "--output", str(output)]) == 2
+    assert check_main([str(tmp_path / "nowhere"), f"output={output}"]) == 2
+    assert (
+        capsys.readouterr().err == f"check_videos.py: error: {tmp_path / 'nowhere'}: no such file or folder\n"
+    )
+    assert check_main([str(tmp_path), "workers=0", f"output={output}"]) == 2
     assert not output.exists()
 
 
@@ -167,7 +169,7 @@ def test_reencode_lists_truncated_and_corrupt_sources_instead_of_shortening_them
     make_ucf(root, make_video, bad_files["truncated_indexed"])
     shutil.copy(bad_files["corrupt"], root / "UCF-101" / "Jump" / "v_Jump_g02_c01.avi")
     out = tmp_path / "small"
-    assert main_ucf101([str(root), "--reencode", str(out), "--workers", "2"]) == 1  # no upscaling
+    assert main_ucf101([str(root), f"reencode={out}", "workers=2"]) == 1  # no upscaling
     printed = capsys.readouterr().out
     assert "2 sources are truncated or corrupt and were not copied" in printed
     assert "v_Run_g02_c01.avi: truncated" in printed
@@ -210,15 +212,17 @@ def test_prepare_hmdb51_unpacks_per_class_rars_checks_and_reencodes(
     bin_dir.mkdir()
     fake_unrar(bin_dir, make_video(tmp_path / "source.avi", num_frames=10))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    assert main_hmdb51([str(root), "--extract"]) == 0
+    assert main_hmdb51([str(root), "extract=true"]) == 0
     printed = capsys.readouterr().out
     assert "unpacked 2 class archives" in printed and "4 videos listed, 4 video files on disk" in printed
     out = tmp_path / "small"
-    assert main_hmdb51([str(root), "--reencode", str(out), "--short-side", "32", "--workers", "1"]) == 0
+    assert main_hmdb51([str(root), f"reencode={out}", "short_side=32", "workers=1"]) == 0
     copy = out / "hmdb51_org" / "brush_hair" / "#1_brush_u_nm_0.mp4"
     with open_video(copy) as video:
         assert video.info.num_frames == 10
     assert main_hmdb51([str(out)]) == 0  # the copy is a complete dataset root
-    with pytest.raises(SystemExit) as info:
-        main_hmdb51([str(tmp_path / "nowhere")])
-    assert info.value.code == 2
+    assert main_hmdb51([str(tmp_path / "nowhere")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"prepare_hmdb51.py: error: {tmp_path / 'nowhere'}: no such dataset folder\n"
+    )
