@@ -16,7 +16,13 @@ Memory, from separate untimed calls after the timed rounds, per shape and method
   (a C++ std::vector in an extension kernel counts too). Memory allocated but never written is not
   counted, and the figure is good to about a megabyte;
 - temporaries: peak - (held + the returned input gradient), what the step needed beyond the tensors
-  that outlive it.
+  that outlive it (negative where a backward frees saved tensors before it allocates the input
+  gradient, as torch.compile's backward does). Freed memory the heap keeps and does not reuse
+  within the step counts on CPU, so there it is an upper bound; the tests find it exact for max and
+  avg pooling.
+
+After each shape's table a line says whether SoftPool's temporaries stay within O(output), taken as
+SOFTPOOL_TEMPORARY_BUFFERS float32 output-sized buffers.
 """
 
 from __future__ import annotations
@@ -315,13 +321,19 @@ def softpool_temporaries_line(soft: dict, device_type: str) -> str:
     resolution = CPU_PEAK_RESOLUTION_BYTES / 2**20 if device_type == "cpu" else 0.0
     within = temporaries <= max(SOFTPOOL_TEMPORARY_BUFFERS * buffer, resolution)
     verdict = "within O(output)" if within else "MORE than O(output)"
-    below = f", below the {resolution:.0f} MB resolution" if abs(temporaries) <= resolution else ""
+    if abs(temporaries) <= resolution:  # a ratio of noise would say nothing
+        size = f"below the {resolution:.0f} MB resolution"
+    else:
+        size = f"{temporaries / buffer:.1f}x a float output ({_size(buffer)})"
     return (
         f"  softpool3d temporaries: peak {soft['peak_mb']:.1f} - (held {soft['held_mb']:.1f}"
-        f" + grad_input {soft['grad_input_mb']:.1f}) = {temporaries:.1f} MB"
-        f" = {temporaries / buffer:.1f}x a float output ({buffer:.1f} MB){below}: {verdict}"
-        f" (bound: {SOFTPOOL_TEMPORARY_BUFFERS} float outputs)"
+        f" + grad_input {soft['grad_input_mb']:.1f}) = {temporaries:.1f} MB, {size}: {verdict}"
+        f" (bound: {SOFTPOOL_TEMPORARY_BUFFERS} float outputs, {_size(SOFTPOOL_TEMPORARY_BUFFERS * buffer)})"
     )
+
+
+def _size(mb: float) -> str:
+    return f"{mb:.1f} MB" if mb >= 1 else f"{mb * 1024:.0f} KB"
 
 
 def format_layout_summary(results: dict) -> str:
