@@ -17,9 +17,11 @@ Memory, from separate untimed calls after the timed rounds, per shape and method
   counted, and the figure is good to about a megabyte;
 - temporaries: peak - (held + the returned input gradient), what the step needed beyond the tensors
   that outlive it (negative where a backward frees saved tensors before it allocates the input
-  gradient, as torch.compile's backward does). Freed memory the heap keeps and does not reuse
-  within the step counts on CPU, so there it is an upper bound; the tests find it exact for max and
-  avg pooling.
+  gradient, as torch.compile's backward does). On CPU, blocks freed during the step that the heap
+  keeps and does not reuse count as well, so it is an upper bound that depends on the heap's
+  history: exact (to 0.1 MB, run after run) for SoftPool, max and avg pooling, which the tests check
+  for max and avg, but up to ~25% high and varying between runs for the composites, whose many
+  input-sized temporaries fragment the heap.
 
 After each shape's table a line says whether SoftPool's temporaries stay within O(output), taken as
 SOFTPOOL_TEMPORARY_BUFFERS float32 output-sized buffers.
