@@ -2,14 +2,37 @@
 
 For every shape, all methods are timed in the same run with interleaved repetitions (each round
 runs every method once, in a rotating order), and the median is reported, so the ratios are
-measured under the same machine conditions. Memory: on CUDA the peak extra allocation of a
-forward+backward step; on CPU (no allocator statistics) the bytes held between forward and backward
-(output + tensors saved for backward), which is what limits batch size in training.
+measured under the same machine conditions.
+
+Memory, from separate untimed calls after the timed rounds, per shape and method:
+
+- held: the bytes kept between forward and backward (output + tensors saved for backward), which is
+  what limits batch size in training;
+- peak: the most extra memory in use at any moment of one forward+backward step, above what
+  existed before it. On CUDA the caching allocator's peak statistic. On CPU (no allocator peak) the
+  process's resident-set high-water mark (Linux: reset through /proc/self/clear_refs, read as
+  VmHWM), after returning freed heap pages to the system, so every page written during the step
+  counts once -- whichever thread allocated it and whether or not it came from torch's allocator
+  (a C++ std::vector in an extension kernel counts too). Memory allocated but never written is not
+  counted, and the figure is good to about a megabyte;
+- temporaries: peak - (held + the returned input gradient), what the step needed beyond the tensors
+  that outlive it (negative where a backward frees saved tensors before it allocates the input
+  gradient, as torch.compile's backward does). On CPU, blocks freed during the step that the heap
+  keeps and does not reuse count as well, so it is an upper bound that depends on the heap's
+  history: exact (to 0.1 MB, run after run) for SoftPool, max and avg pooling, which the tests check
+  for max and avg, but up to ~25% high and varying between runs for the composites, whose many
+  input-sized temporaries fragment the heap.
+
+After each shape's table a line says whether SoftPool's temporaries stay within O(output), taken as
+SOFTPOOL_TEMPORARY_BUFFERS float32 output-sized buffers.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import re
 import statistics
 import sys
 import time
@@ -111,15 +134,101 @@ def _held_bytes(fn, x, spec) -> int:
     return sum(storages.values())
 
 
-def _peak_extra_cuda(fn, x, spec, grad) -> int:
+@dataclass(frozen=True)
+class StepMemory:
+    """Bytes of one forward+backward step; ``peak`` is None where it cannot be measured."""
+
+    held: int  # output + saved for backward, between forward and backward
+    grad_input: int  # the gradient the step returns (x.grad)
+    peak: int | None  # the most extra memory in use at any moment of the step
+
+    @property
+    def temporaries(self) -> int | None:
+        """What the step needed beyond the tensors that outlive it (or live until backward)."""
+        return None if self.peak is None else self.peak - self.held - self.grad_input
+
+
+# Resolution of the CPU peak: the kernel's resident-set counters are per-CPU approximations (a few
+# hundred KB) and Python's own small allocations during the step land in it too.
+CPU_PEAK_RESOLUTION_BYTES = 2**20
+
+
+def _proc_status_bytes(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise OSError(f"/proc/self/status has no {field}")
+    return int(match.group(1)) * 1024
+
+
+def _glibc_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return libc.malloc_trim  # glibc only
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _glibc_malloc_trim() if sys.platform == "linux" else None
+
+
+def cpu_peak_unavailable_reason() -> str | None:
+    """None where :func:`peak_extra_cpu` can measure, else why not (one phrase)."""
+    if sys.platform != "linux":
+        return "the CPU peak needs Linux (/proc/self/clear_refs)"
+    if _MALLOC_TRIM is None:
+        return "the CPU peak needs glibc (malloc_trim)"
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        _proc_status_bytes("VmHWM")
+    except OSError as error:
+        return f"the CPU peak needs a writable /proc/self/clear_refs ({error.strerror or error})"
+    return None
+
+
+def peak_extra_cpu(step: Callable[[], object]) -> int | None:
+    """Peak resident bytes above the start of ``step()``, all threads and allocators included.
+
+    Freed heap memory is first handed back to the system (glibc ``malloc_trim``) and the high-water
+    mark reset to the current resident set (``/proc/self/clear_refs`` = 5), so every page the step
+    writes is new and counted once; pages freed during the step (munmap, trimming) still left their
+    mark. Whatever ``step`` frees that existed before it lowers the figure: free it before the call.
+    None where this cannot be measured.
+    """
+    if cpu_peak_unavailable_reason() is not None:
+        return None
+    _MALLOC_TRIM(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    start = _proc_status_bytes("VmRSS")
+    step()
+    return _proc_status_bytes("VmHWM") - start
+
+
+def _peak_extra_cuda(step: Callable[[], object]) -> int:
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    y = fn(x, spec)
-    y.backward(grad)
+    step()
     torch.cuda.synchronize()
-    x.grad = None
     return torch.cuda.max_memory_allocated() - base
+
+
+def step_memory(fn, x: torch.Tensor, spec, grad: torch.Tensor, calls: int = 2) -> StepMemory:
+    """Held bytes, returned gradient and peak of one forward+backward step of ``fn`` (untimed).
+
+    ``x`` must require grad; its ``.grad`` is cleared before each call and after. The peak is the
+    smallest of ``calls`` calls: a first call in a process also pages in code and grows thread
+    stacks.
+    """
+    held = _held_bytes(fn, x, spec)
+    peaks, grad_input = [], 0
+    for _ in range(calls):
+        x.grad = None  # before the measurement: freeing it inside would lower the peak
+        step = lambda: fn(x, spec).backward(grad)  # noqa: E731
+        peaks.append(_peak_extra_cuda(step) if x.device.type == "cuda" else peak_extra_cpu(step))
+        grad_input = x.grad.untyped_storage().nbytes()
+    x.grad = None
+    return StepMemory(held=held, grad_input=grad_input, peak=None if None in peaks else min(peaks))
 
 
 def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype, repeats: int) -> dict:
@@ -157,23 +266,28 @@ def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype
                 _sync(device)
                 timings[name][phase].append((time.perf_counter() - start) * 1e3)
     result = {}
-    for name in names:
-        memory = (
-            _peak_extra_cuda(methods[name], xg, spec, grads[name])
-            if device.type == "cuda"
-            else _held_bytes(methods[name], xg, spec)
-        )
+    for name in names:  # memory: separate untimed calls
+        memory = step_memory(methods[name], xg, spec, grads[name])
         result[name] = {
             "forward_ms": statistics.median(timings[name]["forward"]),
             "forward_backward_ms": statistics.median(timings[name]["forward_backward"]),
-            "memory_mb": memory / 2**20,
+            "held_mb": memory.held / 2**20,
+            "grad_input_mb": memory.grad_input / 2**20,
+            "peak_mb": None if memory.peak is None else memory.peak / 2**20,
+            "temporaries_mb": None if memory.temporaries is None else memory.temporaries / 2**20,
+            # SoftPool's own bound is stated in units of float32 output-sized buffers
+            "output_float_mb": grads[name].numel() * 4 / 2**20,
         }
     return result
 
 
+def _mb(value: float | None, width: int) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.1f}"
+
+
 def format_table(results: dict, device_type: str) -> str:
-    """One table per shape: times, ratios to max_pool3d (adaptive_max_pool3d for adaptive shapes)."""
-    memory_label = "peak extra MB" if device_type == "cuda" else "held MB"
+    """One table per shape: times, ratios to max_pool3d (adaptive_max_pool3d for adaptive shapes),
+    memory, and a line on SoftPool's temporaries."""
     lines = []
     for shape_name, methods in results.items():
         base = methods["max_pool3d"]
@@ -181,7 +295,7 @@ def format_table(results: dict, device_type: str) -> str:
         lines.append(f"\n{shape_name}")
         lines.append(
             f"  {'method':<20}{'fwd ms':>10}{'fwd+bwd ms':>12}{'fwd/max':>9}{'f+b/max':>9}"
-            f"{'soft f+b speedup':>18}{memory_label:>15}"
+            f"{'soft f+b speedup':>18}{'held MB':>9}{'peak MB':>9}{'temporaries MB':>16}"
         )
         for name, m in methods.items():
             speedup = m["forward_backward_ms"] / soft["forward_backward_ms"]
@@ -189,9 +303,39 @@ def format_table(results: dict, device_type: str) -> str:
                 f"  {name:<20}{m['forward_ms']:>10.2f}{m['forward_backward_ms']:>12.2f}"
                 f"{m['forward_ms'] / base['forward_ms']:>9.2f}"
                 f"{m['forward_backward_ms'] / base['forward_backward_ms']:>9.2f}"
-                f"{speedup:>17.2f}x{m['memory_mb']:>15.1f}"
+                f"{speedup:>17.2f}x{m['held_mb']:>9.1f}{_mb(m['peak_mb'], 9)}{_mb(m['temporaries_mb'], 16)}"
             )
+        lines.append(softpool_temporaries_line(soft, device_type))
     return "\n".join(lines)
+
+
+# SoftPool's memory target: no temporaries beyond O(output) -- taken here as at most as many float32
+# output-sized buffers as it keeps for backward itself (the output and two float statistics).
+SOFTPOOL_TEMPORARY_BUFFERS = 3
+
+
+def softpool_temporaries_line(soft: dict, device_type: str) -> str:
+    """Whether SoftPool's peak exceeds held + returned gradient by more than O(output)."""
+    if soft["peak_mb"] is None:
+        reason = cpu_peak_unavailable_reason() or "not measured"
+        return f"  softpool3d temporaries: peak unmeasured ({reason})"
+    temporaries, buffer = soft["temporaries_mb"], soft["output_float_mb"]
+    resolution = CPU_PEAK_RESOLUTION_BYTES / 2**20 if device_type == "cpu" else 0.0
+    within = temporaries <= max(SOFTPOOL_TEMPORARY_BUFFERS * buffer, resolution)
+    verdict = "within O(output)" if within else "MORE than O(output)"
+    if abs(temporaries) <= resolution:  # a ratio of noise would say nothing
+        size = f"below the {resolution:.0f} MB resolution"
+    else:
+        size = f"{temporaries / buffer:.1f}x a float output ({_size(buffer)})"
+    return (
+        f"  softpool3d temporaries: peak {soft['peak_mb']:.1f} - (held {soft['held_mb']:.1f}"
+        f" + grad_input {soft['grad_input_mb']:.1f}) = {temporaries:.1f} MB, {size}: {verdict}"
+        f" (bound: {SOFTPOOL_TEMPORARY_BUFFERS} float outputs, {_size(SOFTPOOL_TEMPORARY_BUFFERS * buffer)})"
+    )
+
+
+def _size(mb: float) -> str:
+    return f"{mb:.1f} MB" if mb >= 1 else f"{mb * 1024:.0f} KB"
 
 
 def format_layout_summary(results: dict) -> str:
@@ -271,6 +415,9 @@ def _main(args: cli.Arguments) -> int:
         "torch": torch.__version__,
         "shapes": {s.name: s.__dict__ for s in shapes},
         "note": "adaptive shapes: max_pool3d/avg_pool3d are adaptive_max_pool3d/adaptive_avg_pool3d to 1x1x1",
+        "peak_method": "cuda allocator peak"
+        if device.type == "cuda"
+        else (cpu_peak_unavailable_reason() or "resident-set high-water mark (VmHWM), heap trimmed first"),
         "results": results,
     }
     args.json.write_text(json.dumps(payload, indent=2))
