@@ -54,6 +54,13 @@ TORCH_LIBRARY(softpool_video, m) {
       "soft_pool3d_tempered_backward(Tensor grad_output, Tensor input, Tensor output, Tensor log_weight_offset, "
       "Tensor output_residual, Tensor temperature, int[3] kernel_size, int[3] stride, int[3] padding, "
       "int[3] dilation, bool adaptive) -> (Tensor grad_input, Tensor grad_temperature)");
+  // The output alone, for calls nothing will differentiate (inference, no_grad): the forward of
+  // soft_pool3d (or of soft_pool3d_tempered, with temperature_per_channel) without writing the
+  // two statistics, which are two thirds of the bytes it stores.
+  m.def(
+      "soft_pool3d_inference(Tensor input, SymInt[3] output_size, int[3] kernel_size, int[3] stride, "
+      "int[3] padding, int[3] dilation, bool adaptive, float temperature, Tensor? temperature_per_channel) "
+      "-> Tensor");
   // Test hook: false forces the CPU kernels onto the shared scalar body (the code the GPU runs)
   // instead of the vectorised fast path. Returns the previous setting.
   m.def("_set_cpu_vectorized(bool enabled) -> bool", &softpool_video::set_cpu_vectorized);

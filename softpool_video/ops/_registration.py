@@ -109,10 +109,23 @@ def _functorch_active() -> bool:
 # Entry points used by the functional API and by the derivative formulas.
 
 
+def _differentiable(*tensors: torch.Tensor) -> bool:
+    """Whether anything may differentiate this call: autograd (grad mode and an input that requires
+    grad), forward-mode AD or a torch.func transform. Otherwise the inference op runs, which does
+    not store the two statistics."""
+    return (
+        _functorch_active()
+        or torch.autograd.forward_ad._current_level >= 0
+        or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    )
+
+
 def soft_pool3d(x: torch.Tensor, geometry: PoolGeometry) -> torch.Tensor:
     """SoftPool of a validated 5-D input; the output only."""
     if _functorch_active():
         return _SoftPool3d.apply(x, geometry)[0]
+    if not _differentiable(x):
+        return torch.ops.softpool_video.soft_pool3d_inference(x, *geometry.forward_args(), None)
     return torch.ops.softpool_video.soft_pool3d(x, *geometry.forward_args())[0]
 
 
@@ -136,6 +149,8 @@ def soft_pool3d_tempered(x: torch.Tensor, temperature: torch.Tensor, geometry: P
     """SoftPool of a validated 5-D input at a tensor temperature: ``(C,)`` values of the statistic
     dtype on the input's device (any stride; a 0-d temperature expanded to ``(C,)``). The geometry's
     own temperature is unused (1)."""
+    if not _differentiable(x, temperature):
+        return torch.ops.softpool_video.soft_pool3d_inference(x, *geometry.forward_args(), temperature)
     return torch.ops.softpool_video.soft_pool3d_tempered(x, temperature, *geometry.forward_args()[:-1])[0]
 
 
@@ -174,6 +189,9 @@ class _SoftPool3d(torch.autograd.Function):
         x, geometry = inputs
         pooled, offset, residual = output
         ctx.mark_non_differentiable(offset, residual)
+        # The statistics' gradients are always None: without this autograd would fill two
+        # output-sized tensors with zeros on every backward.
+        ctx.set_materialize_grads(False)
         # Derivatives need the input, the output and two float statistics per window.
         ctx.save_for_backward(x, pooled, offset, residual)
         ctx.save_for_forward(x, pooled, offset, residual)
@@ -183,7 +201,7 @@ class _SoftPool3d(torch.autograd.Function):
     def backward(ctx, grad_output, _grad_offset, _grad_residual):
         x, pooled, offset, residual = ctx.saved_tensors
         grad_input = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and grad_output is not None:
             grad_input = _backward(grad_output, x, pooled, offset, residual, ctx.geometry)
         return grad_input, None
 
@@ -295,6 +313,7 @@ class _SoftPool3dTempered(torch.autograd.Function):
         x, temperature, geometry = inputs
         pooled, offset, residual = output
         ctx.mark_non_differentiable(offset, residual)
+        ctx.set_materialize_grads(False)  # the statistics' gradients: None, never zero-filled
         ctx.save_for_backward(x, temperature, pooled, offset, residual)
         ctx.geometry = geometry
 
@@ -302,6 +321,8 @@ class _SoftPool3dTempered(torch.autograd.Function):
     def backward(ctx, grad_output, _grad_offset, _grad_residual):
         x, temperature, pooled, offset, residual = ctx.saved_tensors
         needs_x, needs_t = ctx.needs_input_grad[:2]
+        if grad_output is None:  # only the (non-differentiable) statistics were used
+            return None, None, None
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             inputs = [t for t, needed in ((x, needs_x), (temperature, needs_t)) if needed]
             grads = iter(
@@ -377,6 +398,15 @@ if HAVE_EXTENSION:
         _check_temperature_fake(temperature, x)
         return _soft_pool3d_fake(x, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0)
 
+    @torch.library.register_fake("softpool_video::soft_pool3d_inference")
+    def _soft_pool3d_inference_fake(x, output_size, *geometry_and_temperature):
+        temperature_per_channel = geometry_and_temperature[-1]
+        if temperature_per_channel is not None:
+            _check_temperature_fake(temperature_per_channel, x)
+        shape = (*x.shape[:2], *output_size)
+        fmt = torch.channels_last_3d if output_is_channels_last(x) else torch.contiguous_format
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
     @torch.library.register_fake("softpool_video::soft_pool3d_tempered_backward")
     def _soft_pool3d_tempered_backward_fake(grad_output, x, output, offset, residual, temperature, *geometry):
         _check_derivative_fake("grad_output", grad_output, x, output, offset, residual, output.shape)
@@ -433,7 +463,17 @@ if HAVE_EXTENSION:
         with torch._C._AutoDispatchBelowAutograd():
             return torch.ops.softpool_video.soft_pool3d_tempered_backward(*args)
 
+    def _soft_pool3d_inference_autograd(keyset, x, *args):
+        if torch.is_grad_enabled() and (x.requires_grad or (args[-1] is not None and args[-1].requires_grad)):
+            raise RuntimeError(
+                "softpool_video: soft_pool3d_inference has no derivatives (it keeps no statistics); "
+                "call softpool_video.soft_pool3d, which picks it only when nothing is differentiated"
+            )
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.softpool_video.soft_pool3d_inference(x, *args)
+
     _library.impl("soft_pool3d", _soft_pool3d_autograd, "Autograd", with_keyset=True)
+    _library.impl("soft_pool3d_inference", _soft_pool3d_inference_autograd, "Autograd", with_keyset=True)
     _library.impl("soft_pool3d_tempered", _soft_pool3d_tempered_autograd, "Autograd", with_keyset=True)
     _library.impl(
         "soft_pool3d_tempered_backward", _soft_pool3d_tempered_backward_autograd, "Autograd", with_keyset=True

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 #include "softpool_cpu_vectorized.h"
@@ -89,6 +90,7 @@ void forward_scalar(const at::Tensor& input, const at::Tensor& output, const at:
         forward_window<scalar_t, acc_t>(input_plane<scalar_t>(input, n, c), in_s, window_span(g, 0, ot),
                                         window_span(g, 1, oh), window_span(g, 2, ow), temp.inverse(c));
     *element_of<scalar_t>(output, n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
+    if (!offset.defined()) return;  // an inference forward keeps no statistics
     *element_of<acc_t>(offset, n, c, ot, oh, ow) = r.log_weight_offset;
     *element_of<acc_t>(residual, n, c, ot, oh, ow) = r.output_residual;
   });
@@ -152,14 +154,20 @@ void temperature_gradient_scalar(const at::Tensor& grad_output, const at::Tensor
 }
 
 // The implementations behind the float ops and the tempered ops (temperature a number or (C,) values).
+// Without `statistics` (an inference forward) the two statistics are not computed into memory and
+// come back undefined.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
-                                                           const Geometry& g, const TemperatureArg& temperature) {
+                                                           const Geometry& g, const TemperatureArg& temperature,
+                                                           bool statistics = true) {
   const bool channels_last = use_channels_last(input);
   const std::vector<int64_t> sizes = {input.size(0), input.size(1), output_size[0], output_size[1], output_size[2]};
   const at::ScalarType stat_dtype = statistic_dtype(input.scalar_type());
   at::Tensor output = empty_pooled(input, sizes, input.scalar_type(), channels_last);
-  at::Tensor offset = empty_pooled(input, sizes, stat_dtype, channels_last);
-  at::Tensor residual = empty_pooled(input, sizes, stat_dtype, channels_last);
+  at::Tensor offset, residual;
+  if (statistics) {
+    offset = empty_pooled(input, sizes, stat_dtype, channels_last);
+    residual = empty_pooled(input, sizes, stat_dtype, channels_last);
+  }
   if (output.numel() == 0) return {output, offset, residual};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_cpu", [&] {
     if (!(cpu_vectorized.load() &&
@@ -219,6 +227,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_tempered_cpu(
   return forward_cpu(input, output_size, g, check_temperature_tensor(temperature, input));
 }
 
+at::Tensor soft_pool3d_inference_cpu(const at::Tensor& input, c10::SymIntArrayRef output_size_sym,
+                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                                    c10::IntArrayRef dilation, bool adaptive, double temperature,
+                                    const std::optional<at::Tensor>& temperature_per_channel) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
+  const bool per_channel = temperature_per_channel.has_value() && temperature_per_channel->defined();
+  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive,
+                                   per_channel ? 1.0 : temperature);
+  const TemperatureArg t =
+      per_channel ? check_temperature_tensor(*temperature_per_channel, input) : TemperatureArg{temperature, {}};
+  return std::get<0>(forward_cpu(input, output_size, g, t, false));
+}
+
 at::Tensor soft_pool3d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                                    const at::Tensor& offset, const at::Tensor& residual,
                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
@@ -268,6 +289,7 @@ TORCH_LIBRARY_IMPL(softpool_video, CPU, m) {
   m.impl("soft_pool3d_backward", &soft_pool3d_backward_cpu);
   m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cpu);
   m.impl("soft_pool3d_tempered", &soft_pool3d_tempered_cpu);
+  m.impl("soft_pool3d_inference", &soft_pool3d_inference_cpu);
   m.impl("soft_pool3d_tempered_backward", &soft_pool3d_tempered_backward_cpu);
 }
 

@@ -492,8 +492,9 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
                   const at::Tensor& residual, const Geometry& g, const Temperature<float>& temp) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  float* offset_out = offset.mutable_data_ptr<float>();
-  float* residual_out = residual.mutable_data_ptr<float>();
+  // the statistics are undefined for an inference forward (nothing will differentiate it)
+  float* offset_out = offset.defined() ? offset.mutable_data_ptr<float>() : nullptr;
+  float* residual_out = residual.defined() ? residual.mutable_data_ptr<float>() : nullptr;
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t in_n = input.stride(0), in_c = input.stride(1);
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
@@ -511,11 +512,12 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
       const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * in_n + c * in_c;
       scalar_t* out_row = out + row * OW;  // output and statistics are contiguous NCTHW
-      float* offset_row = offset_out + row * OW;
-      float* residual_row = residual_out + row * OW;
+      float* offset_row = offset_out != nullptr ? offset_out + row * OW : nullptr;
+      float* residual_row = residual_out != nullptr ? residual_out + row * OW : nullptr;
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
       auto store = [&](int64_t ow, const WindowResult<float>& r) {
         out_row[ow] = static_cast<scalar_t>(r.output);
+        if (offset_row == nullptr) return;
         offset_row[ow] = r.log_weight_offset;
         residual_row[ow] = r.output_residual;
       };
@@ -744,8 +746,9 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
                            const at::Tensor& residual, const Geometry& g, float inv_t, int64_t max_taps) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  float* offset_out = offset.mutable_data_ptr<float>();
-  float* residual_out = residual.mutable_data_ptr<float>();
+  // the statistics are undefined for an inference forward (nothing will differentiate it)
+  float* offset_out = offset.defined() ? offset.mutable_data_ptr<float>() : nullptr;
+  float* residual_out = residual.defined() ? residual.mutable_data_ptr<float>() : nullptr;
   const Strides5 is = strides5(input), os = strides5(output);
   const Strides3 in_s = {is.t, is.h, is.w};
   const int64_t C = input.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
@@ -790,6 +793,7 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
                     ? finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t)
                     : forward_window<scalar_t, float>(in + n * is.n + c * is.c, in_s, st, sh, sw_q, inv_t);
             out[position_offset + c * os.c] = static_cast<scalar_t>(r.output);
+            if (offset_out == nullptr) continue;
             offset_out[position_offset + c * os.c] = r.log_weight_offset;
             residual_out[position_offset + c * os.c] = r.output_residual;
           }
@@ -801,6 +805,7 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
         const int64_t lanes = std::min(kLanes, C - c0);
         auto store = [&](int64_t j, const WindowResult<float>& r) {
           out[out_offset + (c0 + j) * os.c] = static_cast<scalar_t>(r.output);
+          if (offset_out == nullptr) return;
           offset_out[out_offset + (c0 + j) * os.c] = r.log_weight_offset;
           residual_out[out_offset + (c0 + j) * os.c] = r.output_residual;
         };
@@ -1012,8 +1017,9 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
                      const at::Tensor& residual, const Geometry& g, const Temperature<float>& temp) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  float* offset_out = offset.mutable_data_ptr<float>();
-  float* residual_out = residual.mutable_data_ptr<float>();
+  // the statistics are undefined for an inference forward (nothing will differentiate it)
+  float* offset_out = offset.defined() ? offset.mutable_data_ptr<float>() : nullptr;
+  float* residual_out = residual.defined() ? residual.mutable_data_ptr<float>() : nullptr;
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t windows = output.size(0) * C * OT * OH * OW;  // output and statistics: contiguous NCTHW
@@ -1040,6 +1046,7 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
                                         ? finish_window<scalar_t>(max_x, delta, log_den, inv_t)
                                         : forward_window<scalar_t, float>(plane, in_s, st, sh, sw, inv_t);
       out[o] = static_cast<scalar_t>(r.output);
+      if (offset_out == nullptr) continue;
       offset_out[o] = r.log_weight_offset;
       residual_out[o] = r.output_residual;
     }

@@ -53,7 +53,8 @@ enum class Plan { kScalar, kRows, kChannels, kWindows };
 Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last);
 const char* plan_name(Plan plan);
 
-// Return false when the case is not handled (the caller then runs the scalar body). A per-channel
+// Return false when the case is not handled (the caller then runs the scalar body). The forward's
+// statistics may be undefined tensors (an inference forward): they are then not written. A per-channel
 // temperature runs in the rows and windows plans; channel lanes need one temperature for all lanes.
 template <typename scalar_t>
 bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& log_weight_offset,

@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <initializer_list>
+#include <optional>
 #include <limits>
 #include <type_traits>
 
@@ -64,6 +65,12 @@ Tensor5<T> writable(const at::Tensor& t) {
   return {t.mutable_data_ptr<T>(), strides_of(t)};
 }
 
+// A statistic the forward may skip (an inference forward): a null pointer when undefined.
+template <typename T>
+Tensor5<T> writable_or_null(const at::Tensor& t) {
+  return t.defined() ? writable<T>(t) : Tensor5<T>{nullptr, Layout5{0, 0, 0, 0, 0}};
+}
+
 // Decompose a flat index in NCTHW (or NTHWC when channels_last) order, in index_t arithmetic (int32
 // when the tensor has fewer than 2^31 elements). With channels-last, neighbouring threads take
 // neighbouring channels, so loads and stores coalesce.
@@ -101,6 +108,7 @@ __global__ void __launch_bounds__(kThreads)
         forward_window<scalar_t, acc_t>(input.plane(n, c), pooled3(input.s), window_span(g, 0, ot),
                                         window_span(g, 1, oh), window_span(g, 2, ow), temperature.inverse(c));
     output.at(n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
+    if (offset.data == nullptr) continue;  // an inference forward keeps no statistics
     offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
     residual.at(n, c, ot, oh, ow) = r.output_residual;
   }
@@ -212,8 +220,10 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0) {
         const WindowResult<acc_t> r = forward_window<scalar_t, acc_t>(plane, pooled3(input.s), st, sh, sw, inv_t);
         output.at(n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
-        offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
-        residual.at(n, c, ot, oh, ow) = r.output_residual;
+        if (offset.data != nullptr) {
+          offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
+          residual.at(n, c, ot, oh, ow) = r.output_residual;
+        }
       }
       continue;
     }
@@ -230,8 +240,10 @@ __global__ void __launch_bounds__(kThreads)
       const WindowResult<acc_t> r =
           finish_window<scalar_t>(max_x, numerator / denominator, softpool_log(denominator), inv_t);
       output.at(n, c, ot, oh, ow) = static_cast<scalar_t>(r.output);
-      offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
-      residual.at(n, c, ot, oh, ow) = r.output_residual;
+      if (offset.data != nullptr) {
+        offset.at(n, c, ot, oh, ow) = r.log_weight_offset;
+        residual.at(n, c, ot, oh, ow) = r.output_residual;
+      }
     }
   }
 }
@@ -267,16 +279,21 @@ inline unsigned int grid_for(int64_t total) {
 }
 
 // The implementations behind the float ops and the tempered ops (temperature a number or (C,) values).
+// Without `statistics` (an inference forward) the two statistics are not written and come back undefined.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, c10::IntArrayRef output_size,
-                                                            const Geometry& g, const TemperatureArg& temperature) {
+                                                            const Geometry& g, const TemperatureArg& temperature,
+                                                            bool statistics = true) {
   TORCH_CHECK(input.is_cuda(), "softpool_video: input must be a CUDA tensor here, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const bool channels_last = use_channels_last(input);
   const std::vector<int64_t> sizes = {input.size(0), input.size(1), output_size[0], output_size[1], output_size[2]};
   const at::ScalarType stat_dtype = statistic_dtype(input.scalar_type());
   at::Tensor output = empty_pooled(input, sizes, input.scalar_type(), channels_last);
-  at::Tensor offset = empty_pooled(input, sizes, stat_dtype, channels_last);
-  at::Tensor residual = empty_pooled(input, sizes, stat_dtype, channels_last);
+  at::Tensor offset, residual;
+  if (statistics) {
+    offset = empty_pooled(input, sizes, stat_dtype, channels_last);
+    residual = empty_pooled(input, sizes, stat_dtype, channels_last);
+  }
   const int64_t total = output.numel();
   if (total == 0) return {output, offset, residual};
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -287,18 +304,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
       using index_t = decltype(index_zero);
       if (warp_per_output) {
         forward_warp_kernel<scalar_t, acc_t, index_t><<<grid_for(total * kWarp), kThreads, 0, stream>>>(
-            read_only<scalar_t>(input), writable<scalar_t>(output), writable<acc_t>(offset),
-            writable<acc_t>(residual), sizes_of(output), g, make_temperature<acc_t>(temperature),
+            read_only<scalar_t>(input), writable<scalar_t>(output), writable_or_null<acc_t>(offset),
+            writable_or_null<acc_t>(residual), sizes_of(output), g, make_temperature<acc_t>(temperature),
             static_cast<index_t>(total));
       } else {
         forward_kernel<scalar_t, acc_t, index_t><<<grid_for(total), kThreads, 0, stream>>>(
-            read_only<scalar_t>(input), writable<scalar_t>(output), writable<acc_t>(offset),
-            writable<acc_t>(residual), sizes_of(output), g, make_temperature<acc_t>(temperature), channels_last,
+            read_only<scalar_t>(input), writable<scalar_t>(output), writable_or_null<acc_t>(offset),
+            writable_or_null<acc_t>(residual), sizes_of(output), g, make_temperature<acc_t>(temperature), channels_last,
             static_cast<index_t>(total));
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
-    if (fits_int32({&input, &output, &offset, &residual}) && total * kWarp < std::numeric_limits<int32_t>::max()) {
+    // the statistics have the output's shape and layout
+    if (fits_int32({&input, &output}) && total * kWarp < std::numeric_limits<int32_t>::max()) {
       launch(int32_t{0});
     } else {
       launch(int64_t{0});
@@ -370,6 +388,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_tempered_cuda(
   return forward_cuda(input, output_size, g, check_temperature_tensor(temperature, input));
 }
 
+at::Tensor soft_pool3d_inference_cuda(const at::Tensor& input, c10::SymIntArrayRef output_size_sym,
+                                     c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                                     c10::IntArrayRef dilation, bool adaptive, double temperature,
+                                     const std::optional<at::Tensor>& temperature_per_channel) {
+  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
+  const bool per_channel = temperature_per_channel.has_value() && temperature_per_channel->defined();
+  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive,
+                                   per_channel ? 1.0 : temperature);
+  const TemperatureArg t =
+      per_channel ? check_temperature_tensor(*temperature_per_channel, input) : TemperatureArg{temperature, {}};
+  return std::get<0>(forward_cuda(input, output_size, g, t, false));
+}
+
 at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
                                     const at::Tensor& output, const at::Tensor& offset, const at::Tensor& residual,
                                     c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
@@ -437,6 +468,7 @@ TORCH_LIBRARY_IMPL(softpool_video, CUDA, m) {
   m.impl("soft_pool3d_backward", &soft_pool3d_backward_cuda);
   m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cuda);
   m.impl("soft_pool3d_tempered", &soft_pool3d_tempered_cuda);
+  m.impl("soft_pool3d_inference", &soft_pool3d_inference_cuda);
   m.impl("soft_pool3d_tempered_backward", &soft_pool3d_tempered_backward_cuda);
 }
 
