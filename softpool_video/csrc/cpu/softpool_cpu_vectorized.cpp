@@ -419,19 +419,23 @@ SOFTPOOL_MULTIVERSION
 float segment_gradients_with_variance(const float* x, int64_t n, float y, float log_weight_offset,
                                       float output_residual, float grad_y, float inv_temperature, float* out) {
   float acc[kReductionWidth] = {};
-  for (int64_t i = 0; i < n; i += kReductionWidth) {
-    const int64_t count = std::min(kReductionWidth, n - i);
-    for (int64_t j = 0; j < count; ++j) {
-      const float v = (x[i + j] - y) * inv_temperature;
-      const float weight = exp_nonpositive(v + log_weight_offset);
-      const float value = grad_y * weight * (1.0f + v - output_residual);
-      out[i + j] = weight > 0.0f ? value : 0.0f;  // as window_gradient
-      const float d = v - output_residual;
-      acc[j] += weight > 0.0f ? weight * d * d : 0.0f;
+  int64_t i = 0;
+  for (; i + kReductionWidth <= n; i += kReductionWidth) {  // whole blocks: a fixed-width vector body
+    float weight[kReductionWidth], d[kReductionWidth];
+    for (int64_t j = 0; j < kReductionWidth; ++j) {
+      d[j] = (x[i + j] - y) * inv_temperature - output_residual;  // (x - exact output) / T
+      weight[j] = exp_nonpositive(d[j] + output_residual + log_weight_offset);
+      const float value = grad_y * weight[j] * (1.0f + d[j]);
+      out[i + j] = weight[j] > 0.0f ? value : 0.0f;  // as window_gradient
     }
+    for (int64_t j = 0; j < kReductionWidth; ++j) acc[j] += weight[j] > 0.0f ? weight[j] * d[j] * d[j] : 0.0f;
   }
   float total = 0.0f;
   for (int64_t j = 0; j < kReductionWidth; ++j) total += acc[j];
+  for (; i < n; ++i) {  // the tail, through the shared body's terms
+    out[i] = window_gradient(x[i], y, log_weight_offset, output_residual, grad_y, inv_temperature);
+    total += temperature_derivative_term(x[i], y, log_weight_offset, output_residual, inv_temperature);
+  }
   return total;
 }
 
@@ -574,7 +578,8 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
 
 // coefficients[k][lane] for every tap of every lane: the vector loop, then the shared scalar
 // window_gradient for windows whose output or statistic is not finite (special values).
-inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
+// Returns whether every lane was finite (then nothing needed the scalar body).
+inline bool lane_gradients(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
                            const float* offset, const float* residual, const float* grad_y, float inv_t,
                            float* coefficients, float* variance) {
   if (variance != nullptr) {
@@ -583,6 +588,7 @@ inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
   } else {
     lanes_backward(taps, num_taps, num_lanes, y, offset, residual, grad_y, inv_t, coefficients);
   }
+  if (lanes_finite(y, offset, residual, num_lanes)) return true;
   for (int64_t j = 0; j < num_lanes; ++j) {
     if (finite(y[j]) && finite(offset[j]) && finite(residual[j])) continue;
     for (int64_t k = 0; k < num_taps; ++k) {
@@ -590,6 +596,7 @@ inline void lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
           window_gradient(taps[k * kLanes + j], y[j], offset[j], residual[j], grad_y[j], inv_t);
     }
   }
+  return false;
 }
 
 template <typename scalar_t>
@@ -674,16 +681,18 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
               }
             }
             float variance[kLanes];  // for g * dy/dT of each window, from the same weights
-            lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data(),
-                           grad_temperature != nullptr ? variance : nullptr);
+            const bool all_finite = lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t,
+                                                   coefficients.data(), grad_temperature != nullptr ? variance : nullptr);
             if (grad_temperature != nullptr) {
-              for (int64_t j = 0; j < lanes; ++j) {
-                const float derivative =
-                    finite(y[j]) && finite(off[j]) && finite(res[j])
-                        ? -variance[j]
-                        : temperature_derivative_window<float>(plane, in_s, st, sh, window_span(g, 2, ow0 + j), y[j],
-                                                               off[j], res[j], inv_t);
-                grad_temperature[row * OW + ow0 + j] = temperature_gradient(derivative, gy[j]);
+              float* grad_t_row = grad_temperature + row * OW + ow0;
+              // temperature_gradient(-variance, g), in a loop that vectorises
+              for (int64_t j = 0; j < lanes; ++j) grad_t_row[j] = variance[j] == 0.0f ? 0.0f : -variance[j] * gy[j];
+              for (int64_t j = 0; j < lanes && !all_finite; ++j) {  // special values: the shared body
+                if (finite(y[j]) && finite(off[j]) && finite(res[j])) continue;
+                grad_t_row[j] = temperature_gradient(
+                    temperature_derivative_window<float>(plane, in_s, st, sh, window_span(g, 2, ow0 + j), y[j], off[j],
+                                                         res[j], inv_t),
+                    gy[j]);
               }
             }
             k = 0;
