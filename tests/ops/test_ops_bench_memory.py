@@ -221,3 +221,14 @@ def test_without_a_cpu_peak_the_columns_say_so(monkeypatch):
         "cpu",
     )
     assert "n/a" in table
+
+
+@linux_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_softpool_rows_backward_keeps_no_plane_sized_buffer_per_thread(dtype):
+    """Padded rows (and half types) accumulate in float: only the input T-slices the windows still
+    reach are kept (a ring), not a float copy of the whole plane per thread. Here a plane is
+    32 x 64 x 258 floats (2.1 MB per thread); one slice is 66 KB."""
+    spec = op.PoolShape("tall", (1, 4, 32, 64, 256), (1, 3, 3), (1, 2, 2), (0, 1, 1))
+    memory = _measure(lambda x, s: sv.soft_pool3d(x, s.kernel, s.stride, s.padding), spec=spec, dtype=dtype)
+    assert memory.temporaries <= RESOLUTION, memory

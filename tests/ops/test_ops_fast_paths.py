@@ -126,6 +126,20 @@ CASES = {
     ),
     # the last input column lies in no window (its gradient is 0)
     "rows_uncovered_tail": PathCase((1, 2, 2, 6, 42), "rows", "channels", kernel=(1, 2, 2), stride=(1, 2, 3)),
+    # backward keeps a ring of input T-slices: 5 in flight (kernel 3, dilation 2), padding along T
+    "rows_ring_dilated_t": PathCase(
+        (1, 2, 9, 5, 40),
+        "rows",
+        "channels",
+        kernel=(3, 1, 3),
+        stride=(2, 1, 2),
+        padding=(1, 0, 1),
+        dilation=(2, 1, 1),
+    ),
+    # T-slices 1, 2, 4, 5 lie in no window: written as zeros when the ring moves past them
+    "rows_t_gaps": PathCase(
+        (1, 2, 7, 4, 40), "rows", "channels", kernel=(1, 2, 2), stride=(3, 2, 2), padding=(0, 0, 1)
+    ),
 }
 
 TOLERANCE = {  # (vectorised vs scalar, vs the float64 reference)

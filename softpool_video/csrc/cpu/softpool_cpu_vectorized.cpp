@@ -622,9 +622,13 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g));
     // The accumulator holds each input row as its padded, phase-split copy (the layout of PhasedRow),
     // so that a tap's gradients for 64 windows are one contiguous add; padded positions collect
-    // zeros (and the special values of -inf padding taps) and are dropped when the plane is written.
+    // zeros (and the special values of -inf padding taps) and are dropped when a row is written.
+    // It keeps only the input T-slices that windows still reach: a ring of `slabs` slices (slice t
+    // in slab t % slabs), each written to grad_input and cleared as soon as the windows have moved
+    // past it, so a thread holds O(kernel_t * H * W) floats, not a whole plane.
     const int64_t phase_length = window_rows[0].phase_length, row_length = phase_length * stride_w;
-    std::vector<float> acc(static_cast<size_t>(T * H * row_length));
+    const int64_t slabs = std::min(T, (g.kernel[0] - 1) * g.dilation[0] + 1), slab_size = H * row_length;
+    std::vector<float> acc;
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
@@ -632,12 +636,45 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
       // Unpadded float rows accumulate straight into grad_input (input layout, stride-step adds).
       const bool direct = all_interior && std::is_same_v<scalar_t, float>;
-      float* plane_acc = direct ? reinterpret_cast<float*>(grad_in + p * T * H * W) : acc.data();
-      const int64_t acc_row_length = direct ? W : row_length;
-      std::fill(plane_acc, plane_acc + T * H * acc_row_length, 0.0f);
+      float* direct_plane = direct ? reinterpret_cast<float*>(grad_in + p * T * H * W) : nullptr;
+      if (direct) {
+        std::fill(direct_plane, direct_plane + T * H * W, 0.0f);
+      } else {
+        acc.assign(static_cast<size_t>(slabs * slab_size), 0.0f);
+      }
+      // where the gradient of input row (t, h) accumulates
+      auto acc_row_of = [&](int64_t t, int64_t h) {
+        return direct ? direct_plane + (t * H + h) * W : acc.data() + (t % slabs) * slab_size + h * row_length;
+      };
+      scalar_t* dst = grad_in + p * T * H * W;  // grad_input is allocated contiguous NCTHW
+      int64_t written = 0;  // input slices [0, written) are in grad_input
+      auto write_slices_before = [&](int64_t t_end) {
+        for (; written < t_end; ++written) {
+          float* slab = acc.data() + (written % slabs) * slab_size;
+          for (int64_t h = 0; h < H; ++h) {
+            scalar_t* dst_row = dst + (written * H + h) * W;
+            const float* acc_row = slab + h * row_length;
+            for (int64_t phase = 0; phase < stride_w; ++phase) {
+              const PhasedRow& layout = window_rows[0];
+              const int64_t count = layout.last[phase] - layout.first[phase];
+              const float* src = acc_row + phase * phase_length + layout.first[phase];
+              scalar_t* dst_col = dst_row + layout.first_column[phase];
+              if constexpr (std::is_same_v<scalar_t, float>) {
+                scatter_strided(dst_col, src, count, stride_w);
+              } else {
+                for (int64_t i = 0; i < count; ++i) dst_col[i * stride_w] = static_cast<scalar_t>(src[i]);
+              }
+            }
+          }
+          std::fill(slab, slab + slab_size, 0.0f);
+        }
+      };
       for (int64_t ot = 0; ot < OT; ++ot) {
+        const Span st_ot = window_span(g, 0, ot);
+        // slices before this window's first are complete (window starts only move forward)
+        if (!direct && st_ot.count > 0) write_slices_before(std::min(st_ot.first, T));
         for (int64_t oh = 0; oh < OH; ++oh) {
-          const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
+          const Span st = st_ot, sh = window_span(g, 1, oh);
           // output and statistics share the contiguous layout; grad_output may be any strided view
           const int64_t row = (p * OT + ot) * OH + oh;
           const scalar_t* grad_row = grad + n * grad_output.stride(0) + c * grad_output.stride(1) +
@@ -698,7 +735,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
-                float* acc_row = plane_acc + ((st.first + a * st.step) * H + sh.first + b * sh.step) * acc_row_length;
+                float* acc_row = acc_row_of(st.first + a * st.step, sh.first + b * sh.step);
                 for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
                   const int64_t tap = kw * g.dilation[2];
                   if (direct) {
@@ -714,25 +751,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           }
         }
       }
-      if (direct) continue;
-      scalar_t* dst = grad_in + p * T * H * W;  // grad_input is allocated contiguous NCTHW
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t h = 0; h < H; ++h) {
-          scalar_t* dst_row = dst + (t * H + h) * W;
-          const float* acc_row = acc.data() + (t * H + h) * row_length;
-          for (int64_t phase = 0; phase < stride_w; ++phase) {
-            const PhasedRow& layout = window_rows[0];
-            const int64_t count = layout.last[phase] - layout.first[phase];
-            const float* src = acc_row + phase * phase_length + layout.first[phase];
-            scalar_t* dst_col = dst_row + layout.first_column[phase];
-            if constexpr (std::is_same_v<scalar_t, float>) {
-              scatter_strided(dst_col, src, count, stride_w);
-            } else {
-              for (int64_t i = 0; i < count; ++i) dst_col[i * stride_w] = static_cast<scalar_t>(src[i]);
-            }
-          }
-        }
-      }
+      if (!direct) write_slices_before(T);
     }
   });
 }

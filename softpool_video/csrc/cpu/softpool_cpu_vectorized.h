@@ -9,7 +9,8 @@
 //     tap-major float buffer taps[k * kLanes + lane] and two plain
 //     loops over it (lanes_forward / lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64)
 //     compute the windows with a polynomial exp/log. Backward is a deterministic scatter: each thread
-//     owns whole (n, c) planes and adds every window's contribution in a fixed order.
+//     owns whole (n, c) planes and adds every window's contribution in a fixed order (into grad_input
+//     directly for unpadded float rows, else into a float ring of the input T-slices still reached).
 //   - channels: the channels of one output position (channels_last_3d inputs, where all channels
 //     share their window, so every window is regular; or short rows with many channels). With few
 //     channels (C <= kLanes / 2) the lanes also hold neighbouring interior positions along W, so the
