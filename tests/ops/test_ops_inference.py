@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_ops_fast_paths import CASES
-from torch.utils._python_dispatch import TorchDispatchMode
+from dispatch_recorder import RecordOps
 
 import softpool_video as sv
 from softpool_video.ops import HAVE_EXTENSION, cpu_kernel_variant
@@ -19,18 +19,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _RecordOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
-
 
 def _softpool_ops(fn) -> list[str]:
-    with _RecordOps() as recorder:
+    with RecordOps() as recorder:
         fn()
     return [op for op in recorder.ops if op.startswith("softpool_video")]
 

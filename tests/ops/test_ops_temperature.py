@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from dispatch_recorder import RecordOps
 
 import softpool_video as sv
 from softpool_video.ops import HAVE_EXTENSION
@@ -165,26 +165,17 @@ def test_tensor_temperature_equals_the_float_path():
     torch.testing.assert_close(scalar, sv.adaptive_soft_pool3d(x, (2, 3, 3), temperature=0.5))
 
 
-class _RecordOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
-
 
 @pytest.mark.skipif(not HAVE_EXTENSION, reason="the compiled extension is needed to see the fused op")
 def test_float_and_tensor_temperatures_each_run_one_fused_op_and_one_fused_backward():
     x = torch.randn(1, 2, 4, 6, 6, requires_grad=True)
-    with _RecordOps() as float_path:
+    with RecordOps() as float_path:
         sv.soft_pool3d(x, 2, temperature=0.5)
     assert [op for op in float_path.ops if "softpool" in op] == ["softpool_video.soft_pool3d.default"]
     t = torch.tensor(0.5, requires_grad=True)
-    with _RecordOps() as forward:
+    with RecordOps() as forward:
         y = sv.soft_pool3d(x, 2, temperature=t)
-    with _RecordOps() as backward:
+    with RecordOps() as backward:
         y.sum().backward()
     # no x / T or T * y around the op: the kernels take T (no input-sized temporaries)
     assert [op for op in forward.ops if "softpool" in op] == ["softpool_video.soft_pool3d_tempered.default"]

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "softpool_cpu_vectorized.h"
+#include "softpool_entry_points.h"
 #include "softpool_launch.h"
 
 namespace softpool_video {
@@ -158,7 +159,7 @@ void temperature_gradient_scalar(const at::Tensor& grad_output, const at::Tensor
 // come back undefined.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
                                                            const Geometry& g, const TemperatureArg& temperature,
-                                                           bool statistics = true) {
+                                                           bool statistics) {
   const bool channels_last = use_channels_last(input);
   const std::vector<int64_t> sizes = {input.size(0), input.size(1), output_size[0], output_size[1], output_size[2]};
   const at::ScalarType stat_dtype = statistic_dtype(input.scalar_type());
@@ -208,89 +209,27 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output, c
   return {grad_input, grad_temperature};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cpu(const at::Tensor& input,
-                                                               c10::SymIntArrayRef output_size_sym,
-                                                               c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                                               c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                                               bool adaptive, double temperature) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
-  return forward_cpu(input, output_size, g, TemperatureArg{temperature, {}});
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_tempered_cpu(
-    const at::Tensor& input, const at::Tensor& temperature, c10::SymIntArrayRef output_size_sym,
-    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-    bool adaptive) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0);
-  return forward_cpu(input, output_size, g, check_temperature_tensor(temperature, input));
-}
-
-at::Tensor soft_pool3d_inference_cpu(const at::Tensor& input, c10::SymIntArrayRef output_size_sym,
-                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                                    c10::IntArrayRef dilation, bool adaptive, double temperature,
-                                    const std::optional<at::Tensor>& temperature_per_channel) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const bool per_channel = temperature_per_channel.has_value() && temperature_per_channel->defined();
-  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive,
-                                   per_channel ? 1.0 : temperature);
-  const TemperatureArg t =
-      per_channel ? check_temperature_tensor(*temperature_per_channel, input) : TemperatureArg{temperature, {}};
-  return std::get<0>(forward_cpu(input, output_size, g, t, false));
-}
-
-at::Tensor soft_pool3d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
-                                   const at::Tensor& offset, const at::Tensor& residual,
-                                   c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                                   c10::IntArrayRef dilation, bool adaptive, double temperature) {
-  check_saved(input, output, offset, residual);
-  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
-  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
-                                   temperature);
-  return std::get<0>(backward_cpu(grad_output, input, output, offset, residual, g, TemperatureArg{temperature, {}},
-                                  false));
-}
-
-std::tuple<at::Tensor, at::Tensor> soft_pool3d_tempered_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-    const at::Tensor& residual, const at::Tensor& temperature, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive) {
-  check_saved(input, output, offset, residual);
-  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
-  const Geometry g =
-      make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive, 1.0);
-  return backward_cpu(grad_output, input, output, offset, residual, g, check_temperature_tensor(temperature, input),
-                      true);
-}
-
-at::Tensor soft_pool3d_jvp_cpu(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
-                              const at::Tensor& offset, const at::Tensor& residual, c10::IntArrayRef kernel_size,
-                              c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                              bool adaptive, double temperature) {
-  check_saved(input, output, offset, residual);
-  check_like(tangent, "input_tangent", input.sizes(), input.scalar_type(), input, "input's");
-  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
-                                   temperature);
+at::Tensor jvp_cpu(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
+                   const at::Tensor& offset, const at::Tensor& residual, const Geometry& g,
+                   const TemperatureArg& temperature) {
   const bool channels_last = use_channels_last(input);
   at::Tensor output_tangent = empty_pooled(input, output.sizes(), input.scalar_type(), channels_last);
   if (output_tangent.numel() == 0) return output_tangent;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_jvp_cpu", [&] {
-    jvp_scalar<scalar_t>(tangent, input, output, offset, residual, output_tangent, g, TemperatureArg{temperature, {}},
-                         channels_last);
+    jvp_scalar<scalar_t>(tangent, input, output, offset, residual, output_tangent, g, temperature, channels_last);
   });
   return output_tangent;
 }
 
+// The launchers behind the shared entry points (softpool_entry_points.h).
+struct CpuDevice {
+  static constexpr auto forward = &forward_cpu;
+  static constexpr auto backward = &backward_cpu;
+  static constexpr auto jvp = &jvp_cpu;
+};
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(softpool_video, CPU, m) {
-  m.impl("soft_pool3d", &soft_pool3d_cpu);
-  m.impl("soft_pool3d_backward", &soft_pool3d_backward_cpu);
-  m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cpu);
-  m.impl("soft_pool3d_tempered", &soft_pool3d_tempered_cpu);
-  m.impl("soft_pool3d_inference", &soft_pool3d_inference_cpu);
-  m.impl("soft_pool3d_tempered_backward", &soft_pool3d_tempered_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(softpool_video, CPU, m) { EntryPoints<CpuDevice>::register_into(m); }
 
 }  // namespace softpool_video

@@ -23,6 +23,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "softpool_entry_points.h"
 #include "softpool_launch.h"
 
 namespace softpool_video {
@@ -282,7 +283,7 @@ inline unsigned int grid_for(int64_t total) {
 // Without `statistics` (an inference forward) the two statistics are not written and come back undefined.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, c10::IntArrayRef output_size,
                                                             const Geometry& g, const TemperatureArg& temperature,
-                                                            bool statistics = true) {
+                                                            bool statistics) {
   TORCH_CHECK(input.is_cuda(), "softpool_video: input must be a CUDA tensor here, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const bool channels_last = use_channels_last(input);
@@ -368,72 +369,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output, 
   return {grad_input, grad_temperature};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_cuda(const at::Tensor& input,
-                                                                c10::SymIntArrayRef output_size_sym,
-                                                                c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                                                bool adaptive, double temperature) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const Geometry g =
-      make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, temperature);
-  return forward_cuda(input, output_size, g, TemperatureArg{temperature, {}});
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> soft_pool3d_tempered_cuda(
-    const at::Tensor& input, const at::Tensor& temperature, c10::SymIntArrayRef output_size_sym,
-    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-    bool adaptive) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive, 1.0);
-  return forward_cuda(input, output_size, g, check_temperature_tensor(temperature, input));
-}
-
-at::Tensor soft_pool3d_inference_cuda(const at::Tensor& input, c10::SymIntArrayRef output_size_sym,
-                                     c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                                     c10::IntArrayRef dilation, bool adaptive, double temperature,
-                                     const std::optional<at::Tensor>& temperature_per_channel) {
-  const c10::IntArrayRef output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
-  const bool per_channel = temperature_per_channel.has_value() && temperature_per_channel->defined();
-  const Geometry g = make_geometry(input, output_size, kernel_size, stride, padding, dilation, adaptive,
-                                   per_channel ? 1.0 : temperature);
-  const TemperatureArg t =
-      per_channel ? check_temperature_tensor(*temperature_per_channel, input) : TemperatureArg{temperature, {}};
-  return std::get<0>(forward_cuda(input, output_size, g, t, false));
-}
-
-at::Tensor soft_pool3d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
-                                    const at::Tensor& output, const at::Tensor& offset, const at::Tensor& residual,
-                                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                                    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive,
-                                    double temperature) {
-  check_saved(input, output, offset, residual);
-  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
-  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
-                                   temperature);
-  return std::get<0>(
-      backward_cuda(grad_output, input, output, offset, residual, g, TemperatureArg{temperature, {}}, false));
-}
-
-std::tuple<at::Tensor, at::Tensor> soft_pool3d_tempered_backward_cuda(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-    const at::Tensor& residual, const at::Tensor& temperature, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-    c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive) {
-  check_saved(input, output, offset, residual);
-  check_like(grad_output, "grad_output", output.sizes(), input.scalar_type(), input, "output's");
-  const Geometry g =
-      make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive, 1.0);
-  return backward_cuda(grad_output, input, output, offset, residual, g, check_temperature_tensor(temperature, input),
-                       true);
-}
-
-at::Tensor soft_pool3d_jvp_cuda(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
-                               const at::Tensor& offset, const at::Tensor& residual, c10::IntArrayRef kernel_size,
-                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                               bool adaptive, double temperature) {
-  check_saved(input, output, offset, residual);
-  check_like(tangent, "input_tangent", input.sizes(), input.scalar_type(), input, "input's");
-  const Geometry g = make_geometry(input, output.sizes().slice(2), kernel_size, stride, padding, dilation, adaptive,
-                                   temperature);
+at::Tensor jvp_cuda(const at::Tensor& tangent, const at::Tensor& input, const at::Tensor& output,
+                    const at::Tensor& offset, const at::Tensor& residual, const Geometry& g,
+                    const TemperatureArg& temperature) {
   TORCH_CHECK(input.is_cuda(), "softpool_video: input must be a CUDA tensor here, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const bool channels_last = use_channels_last(input);
@@ -448,7 +386,7 @@ at::Tensor soft_pool3d_jvp_cuda(const at::Tensor& tangent, const at::Tensor& inp
       jvp_kernel<scalar_t, acc_t, index_t><<<grid_for(total), kThreads, 0, stream>>>(
           read_only<scalar_t>(tangent), read_only<scalar_t>(input), read_only<scalar_t>(output),
           read_only<acc_t>(offset), read_only<acc_t>(residual), writable<scalar_t>(output_tangent),
-          sizes_of(output_tangent), g, make_temperature<acc_t>(TemperatureArg{temperature, {}}), channels_last,
+          sizes_of(output_tangent), g, make_temperature<acc_t>(temperature), channels_last,
           static_cast<index_t>(total));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
@@ -461,15 +399,15 @@ at::Tensor soft_pool3d_jvp_cuda(const at::Tensor& tangent, const at::Tensor& inp
   return output_tangent;
 }
 
+// The launchers behind the shared entry points (softpool_entry_points.h).
+struct CudaDevice {
+  static constexpr auto forward = &forward_cuda;
+  static constexpr auto backward = &backward_cuda;
+  static constexpr auto jvp = &jvp_cuda;
+};
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(softpool_video, CUDA, m) {
-  m.impl("soft_pool3d", &soft_pool3d_cuda);
-  m.impl("soft_pool3d_backward", &soft_pool3d_backward_cuda);
-  m.impl("soft_pool3d_jvp", &soft_pool3d_jvp_cuda);
-  m.impl("soft_pool3d_tempered", &soft_pool3d_tempered_cuda);
-  m.impl("soft_pool3d_inference", &soft_pool3d_inference_cuda);
-  m.impl("soft_pool3d_tempered_backward", &soft_pool3d_tempered_backward_cuda);
-}
+TORCH_LIBRARY_IMPL(softpool_video, CUDA, m) { EntryPoints<CudaDevice>::register_into(m); }
 
 }  // namespace softpool_video
