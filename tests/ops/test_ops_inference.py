@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_ops_fast_paths import CASES
 from dispatch_recorder import RecordOps
+from test_ops_fast_paths import CASES
 
 import softpool_video as sv
 from softpool_video.ops import HAVE_EXTENSION, cpu_kernel_variant
