@@ -27,6 +27,8 @@ void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_strided(float* dst, const float* src, int64_t n, int64_t step);
 float segment_max(const float* x, int64_t n, float max_x);
+bool finish_float_lanes(const float* max_x, const float* delta, const float* log_denominator, int64_t num_lanes,
+                        float inv_temperature, float* output, float* log_weight_offset, float* output_residual);
 void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
                                const float* output_residual, const float* grad_y, int64_t num_lanes,
                                float inv_temperature, float* acc);
@@ -54,6 +56,8 @@ namespace {
 #else
 #define SOFTPOOL_MULTIVERSION
 #endif
+
+constexpr float kFloatInfinity = std::numeric_limits<float>::infinity();
 
 inline float bits_to_float(uint32_t bits) {
   float value;
@@ -177,6 +181,34 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
     delta[j] = numerator[j] / denominator[j];
     log_denominator[j] = log_at_least_one(denominator[j]);
   }
+}
+
+// finish_window<float> for every lane of a float output row, vectorised: the stored output and its
+// two statistics (the same expressions; float output needs no rounding to its dtype). Returns whether
+// every lane's max, delta and log-normaliser were finite; lanes that were not hold meaningless values
+// here, and the caller recomputes them with the shared scalar body.
+SOFTPOOL_MULTIVERSION
+bool finish_float_lanes(const float* max_x, const float* delta, const float* log_denominator, int64_t num_lanes,
+                        float inv_temperature, float* output, float* log_weight_offset, float* output_residual) {
+  // |v| < inf for all three (NaN compares false): one flag per lane, no branch
+  int all_finite = 1;
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    all_finite &= static_cast<int>(std::fabs(max_x[j]) < kFloatInfinity) &
+                  static_cast<int>(std::fabs(delta[j]) < kFloatInfinity) &
+                  static_cast<int>(std::fabs(log_denominator[j]) < kFloatInfinity);
+  }
+  if (all_finite == 0) return false;
+  if (log_weight_offset == nullptr) {  // inference: the output alone
+    for (int64_t j = 0; j < num_lanes; ++j) output[j] = max_x[j] + delta[j];
+    return true;
+  }
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    const float stored = max_x[j] + delta[j];
+    output[j] = stored;
+    log_weight_offset[j] = (stored - max_x[j]) * inv_temperature - log_denominator[j];
+    output_residual[j] = ((max_x[j] - stored) + delta[j]) * inv_temperature;
+  }
+  return true;
 }
 
 namespace {
@@ -564,6 +596,13 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
           }
         }
         lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (finish_float_lanes(max_x, delta, log_den, lanes, inv_t, out_row + ow0,
+                                 offset_row != nullptr ? offset_row + ow0 : nullptr,
+                                 residual_row != nullptr ? residual_row + ow0 : nullptr)) {
+            continue;
+          }
+        }
         for (int64_t j = 0; j < lanes; ++j) {
           if (finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])) {
             store(ow0 + j, finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t));
