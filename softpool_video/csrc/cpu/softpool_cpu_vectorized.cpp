@@ -731,12 +731,11 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           }
           for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
             const int64_t lanes = std::min(kLanes, OW - ow0);
-            for (int64_t j = 0; j < lanes; ++j) {
-              y[j] = to_float(out[row * OW + ow0 + j]);
-              off[j] = offset_all[row * OW + ow0 + j];
-              res[j] = residual_all[row * OW + ow0 + j];
-              gy[j] = to_float(grad_row[(ow0 + j) * grad_w]);
-            }
+            // whole-run copies (the compiler cannot vectorise one loop over four possibly aliasing arrays)
+            gather_lanes(y, out + row * OW + ow0, lanes, 1);
+            std::copy(offset_all + row * OW + ow0, offset_all + row * OW + ow0 + lanes, off);
+            std::copy(residual_all + row * OW + ow0, residual_all + row * OW + ow0 + lanes, res);
+            gather_lanes(gy, grad_row + ow0 * grad_w, lanes, grad_w);
             for (int64_t j = lanes; j < kLanes; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             int64_t k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
