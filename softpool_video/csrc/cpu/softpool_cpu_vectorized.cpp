@@ -151,30 +151,71 @@ inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1]
 
 }  // namespace
 
+// 16 float lanes as one value (GCC vector extension: AVX-512 register, two AVX2 registers or four
+// SSE registers per clone), so that the accumulators of lanes_forward stay in registers across the
+// taps loop instead of going through memory once per tap.
+// The helpers below are always inlined into their multiversioned callers, so no function passes a
+// 64-byte vector by value across the baseline ABI (GCC's -Wpsabi note does not apply).
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float Lanes16 __attribute__((vector_size(64)));
+typedef int32_t Lanes16i __attribute__((vector_size(64)));
+
+namespace {
+
+inline __attribute__((always_inline)) Lanes16 load16(const float* p) {
+  Lanes16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline __attribute__((always_inline)) void store16(float* p, Lanes16 v) { std::memcpy(p, &v, sizeof(v)); }
+
+inline __attribute__((always_inline)) Lanes16 splat16(float x) { return Lanes16{} + x; }
+
+// exp_nonpositive on 16 lanes: the same operations in the same order.
+inline __attribute__((always_inline)) Lanes16 exp_nonpositive16(Lanes16 x) {
+  const Lanes16i underflow = x < -87.33f;
+  x = underflow ? splat16(-87.33f) : x;
+  x = x > 80.0f ? splat16(80.0f) : x;
+  const Lanes16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const Lanes16 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  Lanes16 p = splat16(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const Lanes16i scale = (__builtin_convertvector(n, Lanes16i) + 127) << 23;
+  return underflow ? splat16(0.0f) : p * __builtin_bit_cast(Lanes16, scale);
+}
+
+}  // namespace
+
 SOFTPOOL_MULTIVERSION
 void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_out,
                    float* delta, float* log_denominator) {
-  // Work on whole vectors of 16 lanes only (short rows use few lanes); the rest of the buffer is
-  // untouched, and lanes past num_lanes are computed but never stored.
+  // Whole blocks of 16 lanes (short rows use few lanes); lanes past num_lanes are computed from
+  // whatever the buffer holds and never stored.
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   float max_x[kLanes], numerator[kLanes], denominator[kLanes];
-  for (int64_t j = 0; j < width; ++j) {
-    max_x[j] = taps[j];
-    numerator[j] = 0.0f;
-    denominator[j] = 0.0f;
-  }
-  for (int64_t k = 1; k < num_taps; ++k) {
-    const float* row = taps + k * kLanes;
-    for (int64_t j = 0; j < width; ++j) max_x[j] = row[j] > max_x[j] ? row[j] : max_x[j];
-  }
-  for (int64_t k = 0; k < num_taps; ++k) {
-    const float* row = taps + k * kLanes;
-    for (int64_t j = 0; j < width; ++j) {
-      const float weight = exp_nonpositive((row[j] - max_x[j]) * inv_temperature);
-      denominator[j] += weight;
-      // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
-      numerator[j] += weight > 0.0f ? weight * (row[j] - max_x[j]) : 0.0f;
+  for (int64_t j0 = 0; j0 < width; j0 += 16) {
+    Lanes16 m = load16(taps + j0);
+    for (int64_t k = 1; k < num_taps; ++k) {
+      const Lanes16 row = load16(taps + k * kLanes + j0);
+      m = row > m ? row : m;
     }
+    Lanes16 num = splat16(0.0f), den = splat16(0.0f);
+    for (int64_t k = 0; k < num_taps; ++k) {
+      const Lanes16 d = load16(taps + k * kLanes + j0) - m;
+      const Lanes16 weight = exp_nonpositive16(d * inv_temperature);
+      den += weight;
+      // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
+      num += weight > 0.0f ? weight * d : splat16(0.0f);
+    }
+    store16(max_x + j0, m);
+    store16(numerator + j0, num);
+    store16(denominator + j0, den);
   }
   for (int64_t j = 0; j < num_lanes; ++j) {
     max_out[j] = max_x[j];
