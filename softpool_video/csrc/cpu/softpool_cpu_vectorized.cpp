@@ -264,25 +264,26 @@ __attribute__((always_inline)) inline void lanes_backward_body(const float* taps
                                                                const float* output_residual, const float* grad_y,
                                                                float inv_temperature, float* coefficients,
                                                                float* variance) {
-  // whole vectors of 16 lanes; lanes past num_lanes are never scattered
+  // whole blocks of 16 lanes, each window's y, statistics and g loaded once for all its taps;
+  // lanes past num_lanes are never scattered
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   float acc[kLanes];
-  if constexpr (kVariance) {
-    for (int64_t j = 0; j < width; ++j) acc[j] = 0.0f;
-  }
-  for (int64_t k = 0; k < num_taps; ++k) {
-    const float* row = taps + k * kLanes;
-    float* out = coefficients + k * kLanes;
-    for (int64_t j = 0; j < width; ++j) {
-      const float v = (row[j] - y[j]) * inv_temperature;
-      const float weight = exp_nonpositive(v + log_weight_offset[j]);
-      const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
-      out[j] = weight > 0.0f ? value : 0.0f;  // as window_gradient: zero-weight inputs receive 0
+  for (int64_t j0 = 0; j0 < width; j0 += 16) {
+    const Lanes16 y16 = load16(y + j0), offset16 = load16(log_weight_offset + j0);
+    const Lanes16 residual16 = load16(output_residual + j0), grad16 = load16(grad_y + j0);
+    Lanes16 variance16 = splat16(0.0f);
+    for (int64_t k = 0; k < num_taps; ++k) {
+      const Lanes16 v = (load16(taps + k * kLanes + j0) - y16) * inv_temperature;
+      const Lanes16 weight = exp_nonpositive16(v + offset16);
+      const Lanes16 value = grad16 * weight * (1.0f + v - residual16);
+      // as window_gradient: zero-weight inputs receive 0
+      store16(coefficients + k * kLanes + j0, weight > 0.0f ? value : splat16(0.0f));
       if constexpr (kVariance) {
-        const float d = v - output_residual[j];
-        acc[j] += weight > 0.0f ? weight * d * d : 0.0f;  // as temperature_derivative_term
+        const Lanes16 d = v - residual16;
+        variance16 += weight > 0.0f ? weight * d * d : splat16(0.0f);  // as temperature_derivative_term
       }
     }
+    store16(acc + j0, variance16);
   }
   if constexpr (kVariance) {
     for (int64_t j = 0; j < num_lanes; ++j) variance[j] = acc[j];
@@ -433,11 +434,11 @@ constexpr int64_t kReductionWidth = 16;
 
 SOFTPOOL_MULTIVERSION
 float segment_max(const float* x, int64_t n, float max_x) {
-  float m[kReductionWidth];
-  for (int64_t j = 0; j < kReductionWidth; ++j) m[j] = max_x;
+  Lanes16 m = splat16(max_x);
   int64_t i = 0;
   for (; i + kReductionWidth <= n; i += kReductionWidth) {
-    for (int64_t j = 0; j < kReductionWidth; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    const Lanes16 block = load16(x + i);
+    m = block > m ? block : m;
   }
   for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
   for (int64_t j = 0; j < kReductionWidth; ++j) max_x = m[j] > max_x ? m[j] : max_x;
@@ -447,7 +448,7 @@ float segment_max(const float* x, int64_t n, float max_x) {
 SOFTPOOL_MULTIVERSION
 void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
                          float* numerator) {
-  float den[kReductionWidth] = {}, num[kReductionWidth] = {};
+  Lanes16 den = splat16(0.0f), num = splat16(0.0f);
   // the tail is padded with -inf, whose weight is exactly 0, so one vector body does every element
   float tail[kReductionWidth];
   for (int64_t i = 0; i < n; i += kReductionWidth) {
@@ -458,16 +459,10 @@ void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_tempe
       }
       block = tail;
     }
-    float weight[kReductionWidth], weighted[kReductionWidth];
-    for (int64_t j = 0; j < kReductionWidth; ++j) {
-      const float d = block[j] - max_x;
-      weight[j] = exp_nonpositive(d * inv_temperature);
-      weighted[j] = weight[j] > 0.0f ? weight[j] * d : 0.0f;
-    }
-    for (int64_t j = 0; j < kReductionWidth; ++j) {
-      den[j] += weight[j];
-      num[j] += weighted[j];
-    }
+    const Lanes16 d = load16(block) - max_x;
+    const Lanes16 weight = exp_nonpositive16(d * inv_temperature);
+    den += weight;
+    num += weight > 0.0f ? weight * d : splat16(0.0f);
   }
   for (int64_t j = 0; j < kReductionWidth; ++j) {
     *denominator += den[j];
