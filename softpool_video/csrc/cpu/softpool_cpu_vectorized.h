@@ -6,9 +6,10 @@
 //     input row of the windows is loaded once, padded with -inf (weight 0, so edge windows run in the
 //     lanes too) and split into its stride phases (PhasedRow), so a tap of 64 windows is a
 //     contiguous run; rows without padding gather straight from the input. The taps go into a
-//     tap-major float buffer taps[k * kLanes + lane] and two plain
-//     loops over it (lanes_forward / lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64)
-//     compute the windows with a polynomial exp/log. Backward is a deterministic scatter: each thread
+//     tap-major float buffer taps[k * kLanes + lane] and two loops over it (lanes_forward /
+//     lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64; 16 lanes at a time held in
+//     vector values, so the accumulators stay in registers across the taps) compute the windows
+//     with a polynomial exp/log. Backward is a deterministic scatter: each thread
 //     owns whole (n, c) planes and adds every window's contribution in a fixed order (into grad_input
 //     directly for unpadded float rows, else into a float ring of the input T-slices still reached).
 //   - channels: the channels of one output position (channels_last_3d inputs, where all channels
