@@ -71,26 +71,56 @@ inline uint32_t float_to_bits(float value) {
   return bits;
 }
 
+// 16 float lanes as one value (GCC vector extension: one AVX-512 register, two AVX2 or four SSE
+// registers per clone), so that the accumulators of the lane and reduction loops stay in registers
+// across the taps instead of going through memory once per tap. The helpers are always inlined into
+// their multiversioned callers, so no function passes a 64-byte vector by value across the baseline
+// ABI (GCC's -Wpsabi note does not apply).
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float Lanes16 __attribute__((vector_size(64)));
+typedef int32_t Lanes16i __attribute__((vector_size(64)));
+
+inline __attribute__((always_inline)) Lanes16 load16(const float* p) {
+  Lanes16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline __attribute__((always_inline)) void store16(float* p, Lanes16 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// x in every lane of V (float or Lanes16)
+template <typename V>
+inline __attribute__((always_inline)) V broadcast(float x) {
+  return V{} + x;
+}
+
+inline __attribute__((always_inline)) Lanes16 splat16(float x) { return broadcast<Lanes16>(x); }
+
+inline __attribute__((always_inline)) int32_t to_int32(float x) { return static_cast<int32_t>(x); }
+inline __attribute__((always_inline)) Lanes16i to_int32(Lanes16 x) { return __builtin_convertvector(x, Lanes16i); }
+
 // exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise.
 // Cody-Waite range reduction and the Cephes expf polynomial: about 1 ulp on [-87, 0] (and for the
 // tiny positive arguments that rounding can produce). Arguments below -87.3 give exactly 0 (expf is
 // subnormal or 0 there, negligible next to the max's weight 1); arguments above 80 are clamped so
 // that no statistic, however wrong, can overflow the exponent bits.
-inline float exp_nonpositive(float x) {
-  const bool underflow = x < -87.33f;  // NaN compares false and propagates below
-  x = underflow ? -87.33f : x;
-  x = x > 80.0f ? 80.0f : x;
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+template <typename V>
+inline __attribute__((always_inline)) V exp_nonpositive(V x) {
+  const auto underflow = x < -87.33f;  // NaN compares false and propagates below
+  x = underflow ? broadcast<V>(-87.33f) : x;
+  x = x > 80.0f ? broadcast<V>(80.0f) : x;
+  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const V r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  V p = broadcast<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const uint32_t scale = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  return underflow ? 0.0f : p * bits_to_float(scale);
+  // 2^n from its exponent bits (n in [-126, 116] after the clamps, so the shift cannot overflow)
+  const auto scale = (to_int32(n) + 127) << 23;
+  return underflow ? broadcast<V>(0.0f) : p * __builtin_bit_cast(V, scale);
 }
 
 // log(x) for finite x >= 1 (the normaliser of a window is at least the max's weight, 1).
@@ -151,47 +181,6 @@ inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1]
 
 }  // namespace
 
-// 16 float lanes as one value (GCC vector extension: AVX-512 register, two AVX2 registers or four
-// SSE registers per clone), so that the accumulators of lanes_forward stay in registers across the
-// taps loop instead of going through memory once per tap.
-// The helpers below are always inlined into their multiversioned callers, so no function passes a
-// 64-byte vector by value across the baseline ABI (GCC's -Wpsabi note does not apply).
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float Lanes16 __attribute__((vector_size(64)));
-typedef int32_t Lanes16i __attribute__((vector_size(64)));
-
-namespace {
-
-inline __attribute__((always_inline)) Lanes16 load16(const float* p) {
-  Lanes16 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-inline __attribute__((always_inline)) void store16(float* p, Lanes16 v) { std::memcpy(p, &v, sizeof(v)); }
-
-inline __attribute__((always_inline)) Lanes16 splat16(float x) { return Lanes16{} + x; }
-
-// exp_nonpositive on 16 lanes: the same operations in the same order.
-inline __attribute__((always_inline)) Lanes16 exp_nonpositive16(Lanes16 x) {
-  const Lanes16i underflow = x < -87.33f;
-  x = underflow ? splat16(-87.33f) : x;
-  x = x > 80.0f ? splat16(80.0f) : x;
-  const Lanes16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const Lanes16 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  Lanes16 p = splat16(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const Lanes16i scale = (__builtin_convertvector(n, Lanes16i) + 127) << 23;
-  return underflow ? splat16(0.0f) : p * __builtin_bit_cast(Lanes16, scale);
-}
-
-}  // namespace
-
 SOFTPOOL_MULTIVERSION
 void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_out,
                    float* delta, float* log_denominator) {
@@ -208,7 +197,7 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
     Lanes16 num = splat16(0.0f), den = splat16(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
       const Lanes16 d = load16(taps + k * kLanes + j0) - m;
-      const Lanes16 weight = exp_nonpositive16(d * inv_temperature);
+      const Lanes16 weight = exp_nonpositive(d * inv_temperature);
       den += weight;
       // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
       num += weight > 0.0f ? weight * d : splat16(0.0f);
@@ -274,7 +263,7 @@ __attribute__((always_inline)) inline void lanes_backward_body(const float* taps
     Lanes16 variance16 = splat16(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
       const Lanes16 v = (load16(taps + k * kLanes + j0) - y16) * inv_temperature;
-      const Lanes16 weight = exp_nonpositive16(v + offset16);
+      const Lanes16 weight = exp_nonpositive(v + offset16);
       const Lanes16 value = grad16 * weight * (1.0f + v - residual16);
       // as window_gradient: zero-weight inputs receive 0
       store16(coefficients + k * kLanes + j0, weight > 0.0f ? value : splat16(0.0f));
@@ -460,7 +449,7 @@ void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_tempe
       block = tail;
     }
     const Lanes16 d = load16(block) - max_x;
-    const Lanes16 weight = exp_nonpositive16(d * inv_temperature);
+    const Lanes16 weight = exp_nonpositive(d * inv_temperature);
     den += weight;
     num += weight > 0.0f ? weight * d : splat16(0.0f);
   }
