@@ -94,8 +94,6 @@ inline __attribute__((always_inline)) V broadcast(float x) {
   return V{} + x;
 }
 
-inline __attribute__((always_inline)) Lanes16 splat16(float x) { return broadcast<Lanes16>(x); }
-
 inline __attribute__((always_inline)) int32_t to_int32(float x) { return static_cast<int32_t>(x); }
 inline __attribute__((always_inline)) Lanes16i to_int32(Lanes16 x) { return __builtin_convertvector(x, Lanes16i); }
 
@@ -194,13 +192,13 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
       const Lanes16 row = load16(taps + k * kLanes + j0);
       m = row > m ? row : m;
     }
-    Lanes16 num = splat16(0.0f), den = splat16(0.0f);
+    Lanes16 num = broadcast<Lanes16>(0.0f), den = broadcast<Lanes16>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
       const Lanes16 d = load16(taps + k * kLanes + j0) - m;
       const Lanes16 weight = exp_nonpositive(d * inv_temperature);
       den += weight;
       // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
-      num += weight > 0.0f ? weight * d : splat16(0.0f);
+      num += weight > 0.0f ? weight * d : broadcast<Lanes16>(0.0f);
     }
     store16(max_x + j0, m);
     store16(numerator + j0, num);
@@ -213,10 +211,9 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
   }
 }
 
-// finish_window<float> for every lane of a float output row, vectorised: the stored output and its
-// two statistics (the same expressions; float output needs no rounding to its dtype). Returns whether
-// every lane's max, delta and log-normaliser were finite; lanes that were not hold meaningless values
-// here, and the caller recomputes them with the shared scalar body.
+// The shared finish_window<float> for every lane of a float output row, in loops that vectorise
+// (float output needs no rounding to its dtype). Returns whether every lane's max, delta and
+// log-normaliser were finite; if not, nothing is written and the caller runs the shared scalar body.
 SOFTPOOL_MULTIVERSION
 bool finish_float_lanes(const float* max_x, const float* delta, const float* log_denominator, int64_t num_lanes,
                         float inv_temperature, float* output, float* log_weight_offset, float* output_residual) {
@@ -229,14 +226,16 @@ bool finish_float_lanes(const float* max_x, const float* delta, const float* log
   }
   if (all_finite == 0) return false;
   if (log_weight_offset == nullptr) {  // inference: the output alone
-    for (int64_t j = 0; j < num_lanes; ++j) output[j] = max_x[j] + delta[j];
+    for (int64_t j = 0; j < num_lanes; ++j) {
+      output[j] = finish_window<float>(max_x[j], delta[j], log_denominator[j], inv_temperature).output;
+    }
     return true;
   }
   for (int64_t j = 0; j < num_lanes; ++j) {
-    const float stored = max_x[j] + delta[j];
-    output[j] = stored;
-    log_weight_offset[j] = (stored - max_x[j]) * inv_temperature - log_denominator[j];
-    output_residual[j] = ((max_x[j] - stored) + delta[j]) * inv_temperature;
+    const WindowResult<float> r = finish_window<float>(max_x[j], delta[j], log_denominator[j], inv_temperature);
+    output[j] = r.output;
+    log_weight_offset[j] = r.log_weight_offset;
+    output_residual[j] = r.output_residual;
   }
   return true;
 }
@@ -260,16 +259,16 @@ __attribute__((always_inline)) inline void lanes_backward_body(const float* taps
   for (int64_t j0 = 0; j0 < width; j0 += 16) {
     const Lanes16 y16 = load16(y + j0), offset16 = load16(log_weight_offset + j0);
     const Lanes16 residual16 = load16(output_residual + j0), grad16 = load16(grad_y + j0);
-    Lanes16 variance16 = splat16(0.0f);
+    Lanes16 variance16 = broadcast<Lanes16>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
       const Lanes16 v = (load16(taps + k * kLanes + j0) - y16) * inv_temperature;
       const Lanes16 weight = exp_nonpositive(v + offset16);
       const Lanes16 value = grad16 * weight * (1.0f + v - residual16);
       // as window_gradient: zero-weight inputs receive 0
-      store16(coefficients + k * kLanes + j0, weight > 0.0f ? value : splat16(0.0f));
+      store16(coefficients + k * kLanes + j0, weight > 0.0f ? value : broadcast<Lanes16>(0.0f));
       if constexpr (kVariance) {
         const Lanes16 d = v - residual16;
-        variance16 += weight > 0.0f ? weight * d * d : splat16(0.0f);  // as temperature_derivative_term
+        variance16 += weight > 0.0f ? weight * d * d : broadcast<Lanes16>(0.0f);  // as temperature_derivative_term
       }
     }
     store16(acc + j0, variance16);
@@ -423,7 +422,7 @@ constexpr int64_t kReductionWidth = 16;
 
 SOFTPOOL_MULTIVERSION
 float segment_max(const float* x, int64_t n, float max_x) {
-  Lanes16 m = splat16(max_x);
+  Lanes16 m = broadcast<Lanes16>(max_x);
   int64_t i = 0;
   for (; i + kReductionWidth <= n; i += kReductionWidth) {
     const Lanes16 block = load16(x + i);
@@ -437,7 +436,7 @@ float segment_max(const float* x, int64_t n, float max_x) {
 SOFTPOOL_MULTIVERSION
 void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
                          float* numerator) {
-  Lanes16 den = splat16(0.0f), num = splat16(0.0f);
+  Lanes16 den = broadcast<Lanes16>(0.0f), num = broadcast<Lanes16>(0.0f);
   // the tail is padded with -inf, whose weight is exactly 0, so one vector body does every element
   float tail[kReductionWidth];
   for (int64_t i = 0; i < n; i += kReductionWidth) {
@@ -451,7 +450,7 @@ void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_tempe
     const Lanes16 d = load16(block) - max_x;
     const Lanes16 weight = exp_nonpositive(d * inv_temperature);
     den += weight;
-    num += weight > 0.0f ? weight * d : splat16(0.0f);
+    num += weight > 0.0f ? weight * d : broadcast<Lanes16>(0.0f);
   }
   for (int64_t j = 0; j < kReductionWidth; ++j) {
     *denominator += den[j];
