@@ -84,20 +84,26 @@ CASES = {
     "channels_adaptive_overlap": PathCase(
         (1, 16, 5, 7, 7), "channels", "channels", adaptive_output=(2, 2, 2)
     ),
-    # channels-last with few channels: lanes hold several neighbouring positions (C=4: 16 of them)
-    "channels_grouped_stem": PathCase(
-        (1, 4, 3, 12, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+    # few channels: a channels_last row holds (position, channel) lanes, several positions per
+    # vector (C=4: 16 of them); contiguous rows hold one channel
+    "few_channels_stem": PathCase(
+        (1, 4, 3, 12, 40), "rows", "rows", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
-    "channels_grouped_dilated_ceil": PathCase(
+    "few_channels_dilated_ceil": PathCase(
         (1, 3, 4, 9, 50),
         "rows",
-        "channels",
+        "rows",
         kernel=(2, 2, 3),
         stride=(1, 2, 2),
         padding=(1, 1, 1),
         dilation=(1, 1, 2),
         ceil_mode=True,
         temperature=1.7,
+    ),
+    # contiguous rows too short for row lanes (3 outputs): channel lanes, C=16 with positions
+    # grouped in pairs; channels_last: (position, channel) rows
+    "channels_grouped_short_rows": PathCase(
+        (1, 16, 3, 6, 6), "channels", "rows", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
     # one and two channel blocks (64 + 6): no grouping
     "channels_wide": PathCase(
@@ -107,17 +113,17 @@ CASES = {
         (1, 70, 2, 6, 7), "channels", "channels", kernel=(1, 3, 3), stride=(2, 2, 2)
     ),
     "rows_stem": PathCase(
-        (1, 3, 2, 20, 40), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+        (1, 3, 2, 20, 40), "rows", "rows", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
     # rows longer than one block of 64 lanes (75 outputs), edge windows in both blocks' rows
     "rows_two_blocks": PathCase(
-        (1, 2, 2, 6, 150), "rows", "channels", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
+        (1, 2, 2, 6, 150), "rows", "rows", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
     # stride 3 along W (three phases per row), padding 2 and a ceil-mode window past the padding
     "rows_stride3_ceil": PathCase(
         (1, 2, 3, 7, 47),
         "rows",
-        "channels",
+        "rows",
         kernel=(2, 2, 5),
         stride=(1, 2, 3),
         padding=(0, 1, 2),
@@ -125,12 +131,12 @@ CASES = {
         temperature=0.8,
     ),
     # the last input column lies in no window (its gradient is 0)
-    "rows_uncovered_tail": PathCase((1, 2, 2, 6, 42), "rows", "channels", kernel=(1, 2, 2), stride=(1, 2, 3)),
+    "rows_uncovered_tail": PathCase((1, 2, 2, 6, 42), "rows", "rows", kernel=(1, 2, 2), stride=(1, 2, 3)),
     # backward keeps a ring of input T-slices: 5 in flight (kernel 3, dilation 2), padding along T
     "rows_ring_dilated_t": PathCase(
         (1, 2, 9, 5, 40),
         "rows",
-        "channels",
+        "rows",
         kernel=(3, 1, 3),
         stride=(2, 1, 2),
         padding=(1, 0, 1),
@@ -138,7 +144,7 @@ CASES = {
     ),
     # T-slices 1, 2, 4, 5 lie in no window: written as zeros when the ring moves past them
     "rows_t_gaps": PathCase(
-        (1, 2, 7, 4, 40), "rows", "channels", kernel=(1, 2, 2), stride=(3, 2, 2), padding=(0, 0, 1)
+        (1, 2, 7, 4, 40), "rows", "rows", kernel=(1, 2, 2), stride=(3, 2, 2), padding=(0, 0, 1)
     ),
 }
 
@@ -204,8 +210,8 @@ def test_float64_runs_the_scalar_body_and_passes_gradcheck(name):
         ("windows_global_head", "contiguous"),
         ("windows_adaptive_tiles", "contiguous"),
         ("windows_strided_gaps", "contiguous"),
-        ("channels_grouped_stem", "channels_last"),
-        ("channels_grouped_stem", "contiguous"),  # row lanes, special values at the row edges too
+        ("few_channels_stem", "channels_last"),
+        ("few_channels_stem", "contiguous"),  # row lanes, special values at the row edges too
         ("channels_two_blocks", "channels_last"),
         ("channels_adaptive_overlap", "contiguous"),
     ],
@@ -244,9 +250,11 @@ def test_windows_backward_is_deterministic_and_zero_outside_windows():
     assert (first[..., 4::9] == 0).all() and (first[:, :, 1::3] == 0).all()
 
 
-def test_channels_last_backward_is_deterministic_across_thread_counts():
-    """The gather sums each input's windows in a fixed order whatever the split over threads."""
-    case = CASES["channels_grouped_stem"]
+@pytest.mark.parametrize("name", ["few_channels_stem", "channels_wide"])
+def test_channels_last_backward_is_deterministic_across_thread_counts(name):
+    """Rows (few channels) add each window's contribution in a fixed order per task, the channel
+    gather (many channels) sums each input's windows in a fixed order, whatever the split over threads."""
+    case = CASES[name]
     x = torch.randn(case.shape).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
     y = case.pool(x)
     grad = torch.randn_like(y)
@@ -290,7 +298,7 @@ def test_cuda_kernels_match_cpu_on_every_path(name, dtype, layout):
 
 @cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("name", ["windows_global_head", "windows_strided_gaps", "channels_grouped_stem"])
+@pytest.mark.parametrize("name", ["windows_global_head", "windows_strided_gaps", "few_channels_stem"])
 def test_cuda_special_values_match_cpu(name):
     case = CASES[name]
     torch.manual_seed(1)

@@ -45,7 +45,7 @@ def test_inference_output_is_bitwise_the_differentiable_output(name, dtype, layo
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("name", ["rows_stem", "windows_global_head", "channels_grouped_stem"])
+@pytest.mark.parametrize("name", ["rows_stem", "windows_global_head", "few_channels_stem"])
 def test_inference_with_a_per_channel_temperature_matches_the_tempered_op(name, layout):
     case = CASES[name]
     x = torch.randn(case.shape) * 2
@@ -106,7 +106,7 @@ def test_the_raw_inference_op_cannot_be_differentiated_and_checks_its_temperatur
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-@pytest.mark.parametrize("name", ["rows_stem", "windows_global_head", "channels_grouped_stem"])
+@pytest.mark.parametrize("name", ["rows_stem", "windows_global_head", "few_channels_stem"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 def test_cuda_inference_output_is_bitwise_the_differentiable_output(name, dtype):
     case = CASES[name]

@@ -26,6 +26,7 @@ inline int64_t max_window_taps(const Geometry& g) {
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_strided(float* dst, const float* src, int64_t n, int64_t step);
+void copy_blocks(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t blocks, int64_t block);
 float segment_max(const float* x, int64_t n, float max_x);
 bool finish_float_lanes(const float* max_x, const float* delta, const float* log_denominator, int64_t num_lanes,
                         float inv_temperature, float* output, float* log_weight_offset, float* output_residual);
@@ -157,6 +158,38 @@ inline void gather_lanes(float* dst, const scalar_t* src, int64_t n, int64_t ste
     gather_strided(dst, src, n, step);
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(src[j * step]);
+  }
+}
+
+// dst[i * block + j] = src[i * step + j] for i < blocks, j < block (block 1: a strided gather)
+template <typename scalar_t>
+inline void gather_blocks(float* dst, const scalar_t* src, int64_t blocks, int64_t block, int64_t step) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (block == 1) {
+      gather_strided(dst, src, blocks, step);
+    } else {
+      copy_blocks(dst, block, src, step, blocks, block);
+    }
+  } else {
+    for (int64_t i = 0; i < blocks; ++i) {
+      for (int64_t j = 0; j < block; ++j) dst[i * block + j] = static_cast<float>(src[i * step + j]);
+    }
+  }
+}
+
+// dst[i * step + j] = src[i * block + j], converted to the output dtype
+template <typename scalar_t>
+inline void scatter_blocks(scalar_t* dst, const float* src, int64_t blocks, int64_t block, int64_t step) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (block == 1) {
+      scatter_strided(dst, src, blocks, step);
+    } else {
+      copy_blocks(dst, step, src, block, blocks, block);
+    }
+  } else {
+    for (int64_t i = 0; i < blocks; ++i) {
+      for (int64_t j = 0; j < block; ++j) dst[i * step + j] = static_cast<scalar_t>(src[i * block + j]);
+    }
   }
 }
 
@@ -333,6 +366,36 @@ void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step) 
   }
 }
 
+namespace {
+template <int64_t kBlock>
+inline __attribute__((always_inline)) void copy_fixed_blocks(float* dst, int64_t dst_step, const float* src,
+                                                             int64_t src_step, int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i) {
+    for (int64_t j = 0; j < kBlock; ++j) dst[i * dst_step + j] = src[i * src_step + j];
+  }
+}
+}  // namespace
+
+// dst[i * dst_step + j] = src[i * src_step + j] for i < blocks, j < block: the channel blocks of
+// channels_last rows. The usual channel counts get loops of fixed width (whole vectors per block).
+SOFTPOOL_MULTIVERSION
+void copy_blocks(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t blocks, int64_t block) {
+  switch (block) {
+    case 4:
+      return copy_fixed_blocks<4>(dst, dst_step, src, src_step, blocks);
+    case 8:
+      return copy_fixed_blocks<8>(dst, dst_step, src, src_step, blocks);
+    case 16:
+      return copy_fixed_blocks<16>(dst, dst_step, src, src_step, blocks);
+    case 32:
+      return copy_fixed_blocks<32>(dst, dst_step, src, src_step, blocks);
+    default:
+      for (int64_t i = 0; i < blocks; ++i) {
+        for (int64_t j = 0; j < block; ++j) dst[i * dst_step + j] = src[i * src_step + j];
+      }
+  }
+}
+
 // acc[lane] += the gradient one window sends to input x[lane] (window_gradient), for lanes of
 // windows with finite output and statistics (lanes_finite).
 SOFTPOOL_MULTIVERSION
@@ -505,8 +568,10 @@ namespace {
 // r, r + s, r + 2 s, ... so that tap q of the windows ow0 .. ow0 + n - 1 is the contiguous run
 // phases[q % s][ow0 + q / s ...] (stride 2 de-interleaves even and odd columns once per row instead
 // of once per tap). A -inf tap has weight exactly 0, as in the scalar body, which skips it.
+// A position is a block of `block` consecutive floats: 1 for NCTHW rows, C for channels_last_3d
+// rows, whose positions hold all channels side by side (lane = position * C + channel).
 struct PhasedRow {
-  int64_t stride = 1, phase_length = 0;
+  int64_t stride = 1, block = 1, phase_length = 0;  // phase_length in positions
   std::vector<float> phases;
   // per phase r: the indices [first, last) that hold input columns (the rest is padding), and
   // input column first * stride + r - padding where they start; integer divisions stay out of loops
@@ -514,13 +579,14 @@ struct PhasedRow {
 
   // long enough for the reach of the last window and for the whole input row (whose last columns
   // may lie in no window: the backward gives them 0 from this layout)
-  explicit PhasedRow(const Geometry& g)
+  PhasedRow(const Geometry& g, int64_t block_size)
       : stride(g.stride[2]),
+        block(block_size),
         phase_length((std::max((g.output_size[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dilation[2] + 1,
                                g.padding[2] + g.input_size[2]) +
                       g.stride[2] - 1) /
                      g.stride[2]),
-        phases(static_cast<size_t>(phase_length * stride)) {
+        phases(static_cast<size_t>(phase_length * stride * block)) {
     const int64_t W = g.input_size[2], padding = g.padding[2];
     for (int64_t r = 0; r < stride; ++r) {
       const int64_t begin = std::min(phase_length, ceil_div(padding - r, stride));
@@ -530,26 +596,33 @@ struct PhasedRow {
     }
   }
 
+  // row: the input row's first element; column_step: its stride between columns (for blocks, the
+  // block's elements are consecutive)
   template <typename scalar_t>
-  void load(const scalar_t* row, int64_t row_step) {
+  void load(const scalar_t* row, int64_t column_step) {
     constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
     for (int64_t r = 0; r < stride; ++r) {
-      float* phase = phases.data() + r * phase_length;
-      std::fill(phase, phase + first[r], kMinusInf);
+      float* phase = phases.data() + r * phase_length * block;
+      std::fill(phase, phase + first[r] * block, kMinusInf);
       if (last[r] > first[r]) {
-        gather_lanes(phase + first[r], row + first_column[r] * row_step, last[r] - first[r], stride * row_step);
+        gather_blocks(phase + first[r] * block, row + first_column[r] * column_step, last[r] - first[r], block,
+                      stride * column_step);
       }
-      std::fill(phase + last[r], phase + phase_length, kMinusInf);
+      std::fill(phase + last[r] * block, phase + phase_length * block, kMinusInf);
     }
   }
 
   // padded position q of window 0 for the windows ow0, ow0 + 1, ...
-  const float* tap(int64_t q, int64_t ow0) const { return phases.data() + (q % stride) * phase_length + q / stride + ow0; }
+  const float* tap(int64_t q, int64_t ow0) const {
+    return phases.data() + ((q % stride) * phase_length + q / stride + ow0) * block;
+  }
 };
 
+// block: 1 for NCTHW inputs (a row is one channel's outputs along W), C for channels_last_3d inputs
+// (a row is all channels of the outputs along W, channel fastest, as the tensors lie in memory).
 template <typename scalar_t>
 void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::Tensor& offset,
-                  const at::Tensor& residual, const Geometry& g, const Temperature<float>& temp) {
+                  const at::Tensor& residual, const Geometry& g, const Temperature<float>& temp, int64_t block) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   // the statistics are undefined for an inference forward (nothing will differentiate it)
@@ -557,35 +630,41 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   float* residual_out = residual.defined() ? residual.mutable_data_ptr<float>() : nullptr;
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
   const int64_t in_n = input.stride(0), in_c = input.stride(1);
-  const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
-  const int64_t rows = output.size(0) * C * OT * OH;
+  const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
+  const int64_t row_channels = block == 1 ? output.size(1) : 1;  // channel planes with rows of their own
+  const int64_t rows = output.size(0) * row_channels * OT * OH;
   const int64_t row_taps = g.kernel[0] * g.kernel[1];
+  const int64_t outputs_per_chunk = kLanes / block;  // lanes = outputs * block
   const Interior interior = interior_along_w(g);
-  const bool all_interior = g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * kernel_taps(g)));
+  const bool all_interior = block == 1 && g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, OW * block * kernel_taps(g)));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
-    std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g));
+    std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g, block));
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % C, n = row / (OH * OT * C);
-      const float inv_t = temp.inverse(c);
+      const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % row_channels;
+      const int64_t n = row / (OH * OT * row_channels);
+      const float inv_t = temp.inverse(c);  // channels_last rows: one temperature for all channels
       const scalar_t* plane = in + n * in_n + c * in_c;
-      scalar_t* out_row = out + row * OW;  // output and statistics are contiguous NCTHW
-      float* offset_row = offset_out != nullptr ? offset_out + row * OW : nullptr;
-      float* residual_row = residual_out != nullptr ? residual_out + row * OW : nullptr;
+      // output and statistics are contiguous in their layout: element e of a row is output e / block,
+      // channel e % block
+      scalar_t* out_row = out + row * OW * block;
+      float* offset_row = offset_out != nullptr ? offset_out + row * OW * block : nullptr;
+      float* residual_row = residual_out != nullptr ? residual_out + row * OW * block : nullptr;
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh);
-      auto store = [&](int64_t ow, const WindowResult<float>& r) {
-        out_row[ow] = static_cast<scalar_t>(r.output);
+      auto store = [&](int64_t e, const WindowResult<float>& r) {
+        out_row[e] = static_cast<scalar_t>(r.output);
         if (offset_row == nullptr) return;
-        offset_row[ow] = r.log_weight_offset;
-        residual_row[ow] = r.output_residual;
+        offset_row[e] = r.log_weight_offset;
+        residual_row[e] = r.output_residual;
       };
-      auto scalar_lane = [&](int64_t ow) {
-        store(ow, forward_window<scalar_t, float>(plane, in_s, st, sh, window_span(g, 2, ow), inv_t));
+      auto scalar_lane = [&](int64_t e) {
+        store(e, forward_window<scalar_t, float>(plane + (e % block) * in_c, in_s, st, sh,
+                                                 window_span(g, 2, e / block), inv_t));
       };
       if (!(st.count > 0 && sh.count > 0)) {  // empty window (dilation): the scalar body defines it
-        for (int64_t ow = 0; ow < OW; ++ow) scalar_lane(ow);
+        for (int64_t e = 0; e < OW * block; ++e) scalar_lane(e);
         continue;
       }
       int64_t r = 0;
@@ -598,8 +677,8 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
         }
       }
       // every window of the row, edges included: their padded taps are -inf
-      for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
-        const int64_t lanes = std::min(kLanes, OW - ow0);
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += outputs_per_chunk) {
+        const int64_t lanes = std::min(outputs_per_chunk, OW - ow0) * block;
         int64_t k = 0;
         if (all_interior) {  // no padding to fill in: each tap straight from the input (short rows)
           for (int64_t a = 0; a < st.count; ++a) {
@@ -620,18 +699,19 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
           }
         }
         lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        const int64_t e0 = ow0 * block;
         if constexpr (std::is_same_v<scalar_t, float>) {
-          if (finish_float_lanes(max_x, delta, log_den, lanes, inv_t, out_row + ow0,
-                                 offset_row != nullptr ? offset_row + ow0 : nullptr,
-                                 residual_row != nullptr ? residual_row + ow0 : nullptr)) {
+          if (finish_float_lanes(max_x, delta, log_den, lanes, inv_t, out_row + e0,
+                                 offset_row != nullptr ? offset_row + e0 : nullptr,
+                                 residual_row != nullptr ? residual_row + e0 : nullptr)) {
             continue;
           }
         }
         for (int64_t j = 0; j < lanes; ++j) {
           if (finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])) {
-            store(ow0 + j, finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t));
+            store(e0 + j, finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t));
           } else {
-            scalar_lane(ow0 + j);
+            scalar_lane(e0 + j);
           }
         }
       }
@@ -662,10 +742,18 @@ inline bool lane_gradients(const float* taps, int64_t num_taps, int64_t num_lane
   return false;
 }
 
+// Whether the windows of dimension d are disjoint.
+inline bool windows_disjoint(const Geometry& g, int d) {
+  if (g.output_size[d] == 1) return true;
+  if (g.adaptive) return g.input_size[d] % g.output_size[d] == 0;
+  return g.stride[d] >= (g.kernel[d] - 1) * g.dilation[d] + 1;
+}
+
+// block: as forward_rows.
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
                    const at::Tensor& offset, const at::Tensor& residual, const at::Tensor& grad_input,
-                   float* grad_temperature, const Geometry& g, const Temperature<float>& temp) {
+                   float* grad_temperature, const Geometry& g, const Temperature<float>& temp, int64_t block) {
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* out = output.const_data_ptr<scalar_t>();
@@ -673,35 +761,51 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const float* residual_all = residual.const_data_ptr<float>();
   scalar_t* grad_in = grad_input.mutable_data_ptr<scalar_t>();
   const Strides3 in_s = {input.stride(2), input.stride(3), input.stride(4)};
-  const int64_t C = input.size(1), T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
+  const int64_t T = g.input_size[0], H = g.input_size[1], W = g.input_size[2];
   const int64_t OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
-  const int64_t planes = input.size(0) * C;
+  const int64_t row_channels = block == 1 ? input.size(1) : 1;  // as forward_rows
+  const int64_t planes = input.size(0) * row_channels;
+  const int64_t plane_size = T * H * W * block;  // grad_input is allocated contiguous in the input's layout
   const int64_t stride_w = g.stride[2];
+  const int64_t outputs_per_chunk = kLanes / block;
   const Interior interior = interior_along_w(g);
-  const bool all_interior = g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+  const bool all_interior = block == 1 && g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
+  // A task is a plane, or one output T-slice of a plane when windows along T are disjoint (each
+  // input T-slice then belongs to one output slice), so that few planes (N = 1, channels_last) still
+  // split over threads. Task (p, ot) owns input slices [slice_begin(ot), slice_begin(ot + 1)).
+  const int64_t t_tasks = windows_disjoint(g, 0) ? OT : 1;
+  auto slice_begin = [&](int64_t ot) -> int64_t {
+    if (t_tasks == 1) return ot == 0 ? 0 : T;
+    if (ot == 0) return 0;
+    if (ot == OT) return T;
+    return std::clamp<int64_t>(ot * g.stride[0] - g.padding[0], 0, T);
+  };
+  at::parallel_for(0, planes * t_tasks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
-    std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g));
+    std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g, block));
     // The accumulator holds each input row as its padded, phase-split copy (the layout of PhasedRow),
-    // so that a tap's gradients for 64 windows are one contiguous add; padded positions collect
+    // so that a tap's gradients for 64 lanes are one contiguous add; padded positions collect
     // zeros (and the special values of -inf padding taps) and are dropped when a row is written.
     // It keeps only the input T-slices that windows still reach: a ring of `slabs` slices (slice t
     // in slab t % slabs), each written to grad_input and cleared as soon as the windows have moved
-    // past it, so a thread holds O(kernel_t * H * W) floats, not a whole plane.
-    const int64_t phase_length = window_rows[0].phase_length, row_length = phase_length * stride_w;
+    // past it, so a thread holds O(kernel_t * H * W) floats (times C for channels_last), not a plane.
+    const int64_t phase_length = window_rows[0].phase_length, row_length = phase_length * stride_w * block;
     const int64_t slabs = std::min(T, (g.kernel[0] - 1) * g.dilation[0] + 1), slab_size = H * row_length;
     std::vector<float> acc;
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t n = p / C, c = p % C;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t p = task / t_tasks, ot_begin = t_tasks == 1 ? 0 : task % t_tasks;
+      const int64_t ot_end = t_tasks == 1 ? OT : ot_begin + 1;
+      const int64_t slices_begin = slice_begin(ot_begin), slices_end = slice_begin(ot_end);
+      const int64_t n = p / row_channels, c = p % row_channels;
       const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
       // Unpadded float rows accumulate straight into grad_input (input layout, stride-step adds).
       const bool direct = all_interior && std::is_same_v<scalar_t, float>;
-      float* direct_plane = direct ? reinterpret_cast<float*>(grad_in + p * T * H * W) : nullptr;
+      float* direct_plane = direct ? reinterpret_cast<float*>(grad_in + p * plane_size) : nullptr;
       if (direct) {
-        std::fill(direct_plane, direct_plane + T * H * W, 0.0f);
+        std::fill(direct_plane + slices_begin * H * W, direct_plane + slices_end * H * W, 0.0f);
       } else {
         acc.assign(static_cast<size_t>(slabs * slab_size), 0.0f);
       }
@@ -709,40 +813,35 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       auto acc_row_of = [&](int64_t t, int64_t h) {
         return direct ? direct_plane + (t * H + h) * W : acc.data() + (t % slabs) * slab_size + h * row_length;
       };
-      scalar_t* dst = grad_in + p * T * H * W;  // grad_input is allocated contiguous NCTHW
-      int64_t written = 0;  // input slices [0, written) are in grad_input
+      scalar_t* dst = grad_in + p * plane_size;
+      int64_t written = slices_begin;  // this task's input slices [slices_begin, written) are in grad_input
       auto write_slices_before = [&](int64_t t_end) {
         for (; written < t_end; ++written) {
           float* slab = acc.data() + (written % slabs) * slab_size;
           for (int64_t h = 0; h < H; ++h) {
-            scalar_t* dst_row = dst + (written * H + h) * W;
+            scalar_t* dst_row = dst + (written * H + h) * W * block;
             const float* acc_row = slab + h * row_length;
             for (int64_t phase = 0; phase < stride_w; ++phase) {
               const PhasedRow& layout = window_rows[0];
-              const int64_t count = layout.last[phase] - layout.first[phase];
-              const float* src = acc_row + phase * phase_length + layout.first[phase];
-              scalar_t* dst_col = dst_row + layout.first_column[phase];
-              if constexpr (std::is_same_v<scalar_t, float>) {
-                scatter_strided(dst_col, src, count, stride_w);
-              } else {
-                for (int64_t i = 0; i < count; ++i) dst_col[i * stride_w] = static_cast<scalar_t>(src[i]);
-              }
+              scatter_blocks(dst_row + layout.first_column[phase] * block,
+                             acc_row + (phase * phase_length + layout.first[phase]) * block,
+                             layout.last[phase] - layout.first[phase], block, stride_w * block);
             }
           }
           std::fill(slab, slab + slab_size, 0.0f);
         }
       };
-      for (int64_t ot = 0; ot < OT; ++ot) {
+      for (int64_t ot = ot_begin; ot < ot_end; ++ot) {
         const Span st_ot = window_span(g, 0, ot);
         // slices before this window's first are complete (window starts only move forward)
         if (!direct && st_ot.count > 0) write_slices_before(std::min(st_ot.first, T));
         for (int64_t oh = 0; oh < OH; ++oh) {
           const Span st = st_ot, sh = window_span(g, 1, oh);
-          // output and statistics share the contiguous layout; grad_output may be any strided view
+          // output and statistics share the layout of their rows; grad_output may be any strided view
           const int64_t row = (p * OT + ot) * OH + oh;
           const scalar_t* grad_row = grad + n * grad_output.stride(0) + c * grad_output.stride(1) +
                                      ot * grad_output.stride(2) + oh * grad_output.stride(3);
-          const int64_t grad_w = grad_output.stride(4);
+          const int64_t grad_w = grad_output.stride(4), grad_c = grad_output.stride(1);
           if (!(st.count > 0 && sh.count > 0)) continue;  // empty windows (dilation) have no inputs
           int64_t r = 0;
           for (int64_t a = 0; a < st.count; ++a) {
@@ -753,13 +852,20 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
               }
             }
           }
-          for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
-            const int64_t lanes = std::min(kLanes, OW - ow0);
+          for (int64_t ow0 = 0; ow0 < OW; ow0 += outputs_per_chunk) {
+            const int64_t outputs = std::min(outputs_per_chunk, OW - ow0), lanes = outputs * block;
+            const int64_t e0 = row * OW * block + ow0 * block;  // first lane's element in output-shaped tensors
             // whole-run copies (the compiler cannot vectorise one loop over four possibly aliasing arrays)
-            gather_lanes(y, out + row * OW + ow0, lanes, 1);
-            std::copy(offset_all + row * OW + ow0, offset_all + row * OW + ow0 + lanes, off);
-            std::copy(residual_all + row * OW + ow0, residual_all + row * OW + ow0 + lanes, res);
-            gather_lanes(gy, grad_row + ow0 * grad_w, lanes, grad_w);
+            gather_lanes(y, out + e0, lanes, 1);
+            std::copy(offset_all + e0, offset_all + e0 + lanes, off);
+            std::copy(residual_all + e0, residual_all + e0 + lanes, res);
+            if (block == 1 || (grad_c == 1 && grad_w == block)) {  // a strided run along W, or one block run
+              gather_lanes(gy, grad_row + ow0 * grad_w, lanes, block == 1 ? grad_w : 1);
+            } else {
+              for (int64_t o = 0; o < outputs; ++o) {
+                gather_lanes(gy + o * block, grad_row + (ow0 + o) * grad_w, block, grad_c);
+              }
+            }
             for (int64_t j = lanes; j < kLanes; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             int64_t k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
@@ -783,14 +889,15 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             const bool all_finite = lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t,
                                                    coefficients.data(), grad_temperature != nullptr ? variance : nullptr);
             if (grad_temperature != nullptr) {
-              float* grad_t_row = grad_temperature + row * OW + ow0;
+              float* grad_t_row = grad_temperature + e0;
               // temperature_gradient(-variance, g), in a loop that vectorises
               for (int64_t j = 0; j < lanes; ++j) grad_t_row[j] = variance[j] == 0.0f ? 0.0f : -variance[j] * gy[j];
               for (int64_t j = 0; j < lanes && !all_finite; ++j) {  // special values: the shared body
                 if (finite(y[j]) && finite(off[j]) && finite(res[j])) continue;
                 grad_t_row[j] = temperature_gradient(
-                    temperature_derivative_window<float>(plane, in_s, st, sh, window_span(g, 2, ow0 + j), y[j], off[j],
-                                                         res[j], inv_t),
+                    temperature_derivative_window<float>(plane + (j % block) * input.stride(1), in_s, st, sh,
+                                                         window_span(g, 2, ow0 + j / block), y[j], off[j], res[j],
+                                                         inv_t),
                     gy[j]);
               }
             }
@@ -804,7 +911,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                     scatter_add_strided(acc_row + ow0 * stride_w + tap, coefficients.data() + k * kLanes, lanes,
                                         stride_w);
                   } else {
-                    scatter_add_strided(acc_row + (tap % stride_w) * phase_length + tap / stride_w + ow0,
+                    scatter_add_strided(acc_row + ((tap % stride_w) * phase_length + tap / stride_w + ow0) * block,
                                         coefficients.data() + k * kLanes, lanes, 1);
                   }
                 }
@@ -813,7 +920,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           }
         }
       }
-      if (!direct) write_slices_before(T);
+      if (!direct) write_slices_before(slices_end);
     }
   });
 }
@@ -1143,13 +1250,7 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
   });
 }
 
-// Whether the windows of dimension d are disjoint, and whether they also cover every input index.
-inline bool windows_disjoint(const Geometry& g, int d) {
-  if (g.output_size[d] == 1) return true;
-  if (g.adaptive) return g.input_size[d] % g.output_size[d] == 0;
-  return g.stride[d] >= (g.kernel[d] - 1) * g.dilation[d] + 1;
-}
-
+// Whether the windows cover every input index.
 inline bool windows_cover_input(const Geometry& g) {
   for (int d = 0; d < kPoolDims; ++d) {
     int64_t covered = 0;
@@ -1250,7 +1351,13 @@ Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last) {
     return Plan::kWindows;
   }
   if (max_window_taps(g) > kMaxTaps) return Plan::kScalar;
-  if (channels_last) return Plan::kChannels;
+  if (channels_last) {
+    // Few channels: rows of (position, channel) lanes, several positions per vector. Many channels
+    // fill the vectors with channels alone.
+    const int64_t C = input.size(1);
+    const bool rows = !g.adaptive && C <= kLanes / 2 && g.output_size[2] * C >= kLanes / 4;
+    return rows ? Plan::kRows : Plan::kChannels;
+  }
   if (!g.adaptive) {
     const Interior interior = interior_along_w(g);
     if (interior.end - interior.begin >= kMinRowLanes) return Plan::kRows;
@@ -1283,7 +1390,9 @@ bool forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor
         forward_windows<scalar_t>(input, output, offset, residual, g, temp);
         return true;
       case Plan::kRows:
-        forward_rows<scalar_t>(input, output, offset, residual, g, temp);
+        // channels_last rows hold all channels in their lanes: one temperature for all of them
+        if (channels_last && !temp.uniform()) return false;
+        forward_rows<scalar_t>(input, output, offset, residual, g, temp, channels_last ? input.size(1) : 1);
         return true;
       case Plan::kChannels:
         // channel lanes share one temperature (per-channel temperatures take the scalar body)
@@ -1306,20 +1415,24 @@ bool backward(const at::Tensor& grad_output, const at::Tensor& input, const at::
   } else {
     const Temperature<float> temp = make_temperature<float>(temperature);
     float* grad_t = grad_temperature != nullptr ? grad_temperature->mutable_data_ptr<float>() : nullptr;
-    const bool saved_contiguous = output.is_contiguous() && offset.is_contiguous() && residual.is_contiguous();
+    // output-shaped tensors and grad_input contiguous in the input's layout
+    const auto layout = channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+    const bool saved_contiguous = output.is_contiguous(layout) && offset.is_contiguous(layout) &&
+                                  residual.is_contiguous(layout) && grad_input.is_contiguous(layout);
     switch (plan_for(input, g, channels_last)) {
       case Plan::kWindows:
         // both read output and statistics as contiguous rows; the forward allocated them so, but
         // the raw op may be called with other layouts: those go to the scalar gather.
-        if (!(saved_contiguous && grad_input.is_contiguous())) return false;
+        if (!saved_contiguous) return false;
         backward_windows<scalar_t>(grad_output, input, output, offset, residual, grad_input, grad_t, g, temp);
         *temperature_done = true;
         return true;
       case Plan::kRows:
         // Row lanes read output and statistics as contiguous rows; the forward allocated them so, but
         // the raw op may be called with other layouts: those go to the scalar gather.
-        if (!(saved_contiguous && grad_input.is_contiguous())) return false;
-        backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, grad_t, g, temp);
+        if (!saved_contiguous || (channels_last && !temp.uniform())) return false;
+        backward_rows<scalar_t>(grad_output, input, output, offset, residual, grad_input, grad_t, g, temp,
+                                channels_last ? input.size(1) : 1);
         *temperature_done = true;
         return true;
       case Plan::kChannels:
