@@ -105,10 +105,11 @@ CASES = {
     "channels_grouped_short_rows": PathCase(
         (1, 16, 3, 6, 6), "channels", "rows", kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)
     ),
-    # one and two channel blocks (64 + 6): no grouping
+    # contiguous: one channel block, no grouping; channels_last: rows of one position per chunk
     "channels_wide": PathCase(
-        (1, 40, 2, 9, 11), "channels", "channels", kernel=(3, 3, 3), stride=(2, 2, 2), padding=(1, 1, 1)
+        (1, 40, 2, 9, 11), "channels", "rows", kernel=(3, 3, 3), stride=(2, 2, 2), padding=(1, 1, 1)
     ),
+    # two channel blocks (64 + 6), either layout
     "channels_two_blocks": PathCase(
         (1, 70, 2, 6, 7), "channels", "channels", kernel=(1, 3, 3), stride=(2, 2, 2)
     ),
@@ -141,6 +142,11 @@ CASES = {
         stride=(2, 1, 2),
         padding=(1, 0, 1),
         dilation=(2, 1, 1),
+    ),
+    # disjoint windows along T with padding: backward tasks are single output T-slices, owning
+    # input slices [0, 1), [1, 3), [3, 5), [5, 6)
+    "rows_t_tasks_padded": PathCase(
+        (1, 3, 6, 5, 40), "rows", "rows", kernel=(2, 1, 3), stride=(2, 1, 2), padding=(1, 0, 1)
     ),
     # T-slices 1, 2, 4, 5 lie in no window: written as zeros when the ring moves past them
     "rows_t_gaps": PathCase(
@@ -250,7 +256,7 @@ def test_windows_backward_is_deterministic_and_zero_outside_windows():
     assert (first[..., 4::9] == 0).all() and (first[:, :, 1::3] == 0).all()
 
 
-@pytest.mark.parametrize("name", ["few_channels_stem", "channels_wide"])
+@pytest.mark.parametrize("name", ["few_channels_stem", "channels_two_blocks"])
 def test_channels_last_backward_is_deterministic_across_thread_counts(name):
     """Rows (few channels) add each window's contribution in a fixed order per task, the channel
     gather (many channels) sums each input's windows in a fixed order, whatever the split over threads."""

@@ -1352,10 +1352,10 @@ Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last) {
   }
   if (max_window_taps(g) > kMaxTaps) return Plan::kScalar;
   if (channels_last) {
-    // Few channels: rows of (position, channel) lanes, several positions per vector. Many channels
-    // fill the vectors with channels alone.
+    // Up to kLanes channels: rows of (position, channel) lanes, several positions per vector when
+    // there are few channels. More channels: channel lanes (each position's channels in blocks).
     const int64_t C = input.size(1);
-    const bool rows = !g.adaptive && C <= kLanes / 2 && g.output_size[2] * C >= kLanes / 4;
+    const bool rows = !g.adaptive && C <= kLanes && g.output_size[2] * C >= kLanes / 4;
     return rows ? Plan::kRows : Plan::kChannels;
   }
   if (!g.adaptive) {

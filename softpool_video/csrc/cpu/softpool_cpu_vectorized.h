@@ -1,23 +1,27 @@
 // Vectorised CPU fast path for SoftPool (float, half and bfloat16 inputs; float math).
 //
 // Three plans (plan_for; the test hook torch.ops.softpool_video._cpu_plan names the one a call takes):
-//   - rows: consecutive outputs along W of one (n, c, t, h) row, for inputs whose output is
-//     contiguous (NCTHW) and that have enough interior windows (every tap inside the input). Each
-//     input row of the windows is loaded once, padded with -inf (weight 0, so edge windows run in the
-//     lanes too) and split into its stride phases (PhasedRow), so a tap of 64 windows is a
-//     contiguous run; rows without padding gather straight from the input. The taps go into a
+//   - rows: consecutive outputs along W of one output row, for inputs whose output is contiguous
+//     (NCTHW: a row is one (n, c, t, h), with enough interior windows -- every tap inside the
+//     input) or channels_last_3d, not adaptive, with at most kLanes channels (a row is one (n, t, h) with all its
+//     channels: lane = position * C + channel, so C = 8 puts 8 positions in a vector). Each input
+//     row of the windows is loaded once, padded with -inf (weight 0, so edge windows run in the
+//     lanes too) and split into its stride phases (PhasedRow), so a tap of 64 lanes is a
+//     contiguous run; NCTHW rows without padding gather straight from the input. The taps go into a
 //     tap-major float buffer taps[k * kLanes + lane] and two loops over it (lanes_forward /
 //     lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64; 16 lanes at a time held in
 //     vector values, so the accumulators stay in registers across the taps) compute the windows
-//     with a polynomial exp/log. Backward is a deterministic scatter: each thread
-//     owns whole (n, c) planes and adds every window's contribution in a fixed order (into grad_input
-//     directly for unpadded float rows, else into a float ring of the input T-slices still reached).
-//   - channels: the channels of one output position (channels_last_3d inputs, where all channels
-//     share their window, so every window is regular; or short rows with many channels). With few
-//     channels (C <= kLanes / 2) the lanes also hold neighbouring interior positions along W, so the
-//     vectors stay full. Backward is a gather: each input position sums, over a block of channels,
-//     the gradient of every window covering it (covering lists computed once per call), so it needs
-//     no buffer beyond kLanes floats and splits over positions, whatever N and C.
+//     with a polynomial exp/log. Backward is a deterministic scatter: each task owns whole planes
+//     (n, c) or (n), or one output T-slice of them when windows along T are disjoint, and adds
+//     every window's contribution in a fixed order (into grad_input directly for unpadded float
+//     NCTHW rows, else into a float ring of the input T-slices still reached).
+//   - channels: the channels of one output position (other channels_last_3d inputs: adaptive or
+//     more than kLanes channels, where all channels share their window, so every window is regular; or short
+//     NCTHW rows with many channels). With few channels (C <= kLanes / 2) the lanes also hold
+//     neighbouring interior positions along W, so the vectors stay full. Backward is a gather: each
+//     input position sums, over a block of channels, the gradient of every window covering it
+//     (covering lists computed once per call), so it needs no buffer beyond kLanes floats and
+//     splits over positions, whatever N and C.
 //   - windows: NCTHW inputs with disjoint windows of kMinReductionTaps taps or more (global head
 //     pools, adaptive pools to a small grid): one window per task, reduced along its contiguous
 //     segments (whole rows merged); the backward writes each gradient element once.
