@@ -2,7 +2,10 @@
 
 For every shape, all methods are timed in the same run with interleaved repetitions (each round
 runs every method once, in a rotating order), and the median is reported, so the ratios are
-measured under the same machine conditions.
+measured under the same machine conditions. Every timed call starts from the same cold cache (a
+buffer larger than the last-level cache is written first): otherwise a method's time depends on
+which method ran before it, since the rotation keeps their cyclic order (on CPU, a method that
+follows a composite finds the input evicted; the next one finds it cached by its predecessor).
 
 Memory, from separate untimed calls after the timed rounds, per shape and method:
 
@@ -231,6 +234,11 @@ def step_memory(fn, x: torch.Tensor, spec, grad: torch.Tensor, calls: int = 2) -
     return StepMemory(held=held, grad_input=grad_input, peak=None if None in peaks else min(peaks))
 
 
+# Written before every timed call: twice the last-level cache of the machines we run on (the CI
+# machine's EPYC has a 32 MB L3; an H200's L2 is 60 MB).
+CACHE_FLUSH_BYTES = {"cpu": 64 * 2**20, "cuda": 128 * 2**20}
+
+
 def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype, repeats: int) -> dict:
     x = torch.randn(spec.shape, device=device, dtype=dtype)
     if spec.channels_last:
@@ -254,12 +262,14 @@ def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype
         methods[name](xg, spec).backward(grads[name])
         xg.grad = None
 
+    cache_flush = torch.empty(CACHE_FLUSH_BYTES.get(torch.device(device).type, 128 * 2**20) // 4, device=device)
     timings = {name: {"forward": [], "forward_backward": []} for name in methods}
     names = list(methods)
     for round_index in range(repeats):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:
             for phase, step in (("forward", forward), ("forward_backward", forward_backward)):
+                cache_flush.fill_(float(round_index))  # evict the input and every method's leftovers
                 _sync(device)
                 start = time.perf_counter()
                 step(name)

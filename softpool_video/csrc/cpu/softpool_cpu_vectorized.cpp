@@ -95,20 +95,31 @@ inline __attribute__((always_inline)) V broadcast(float x) {
   return V{} + x;
 }
 
-inline __attribute__((always_inline)) int32_t to_int32(float x) { return static_cast<int32_t>(x); }
-inline __attribute__((always_inline)) Lanes16i to_int32(Lanes16 x) { return __builtin_convertvector(x, Lanes16i); }
+// The int32 lanes with the bits of a float value or vector.
+inline __attribute__((always_inline)) int32_t float_bits(float x) { return __builtin_bit_cast(int32_t, x); }
+inline __attribute__((always_inline)) Lanes16i float_bits(Lanes16 x) { return __builtin_bit_cast(Lanes16i, x); }
 
-// exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise.
-// Cody-Waite range reduction and the Cephes expf polynomial: about 1 ulp on [-87, 0] (and for the
-// tiny positive arguments that rounding can produce). Arguments below -87.3 give exactly 0 (expf is
-// subnormal or 0 there, negligible next to the max's weight 1); arguments above 80 are clamped so
-// that no statistic, however wrong, can overflow the exponent bits.
-template <typename V>
-inline __attribute__((always_inline)) V exp_nonpositive(V x) {
+// exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise, and
+// the mask of the arguments whose weight is kept (not flushed to 0; NaN counts as kept, its NaN
+// weight sends the window to the scalar body). Cody-Waite range reduction and the Cephes expf
+// polynomial: about 1 ulp on [-87, 0] (and for the tiny positive arguments that rounding can
+// produce). Arguments below -87.3 give exactly 0 (expf is subnormal or 0 there, negligible next to
+// the max's weight 1). With kClampAbove, arguments above 80 are clamped so that no statistic,
+// however wrong, can overflow the exponent bits; callers whose arguments are x - max <= 0 skip it.
+template <bool kClampAbove, typename V>
+struct ExpNonpositive {
+  V weight;
+  decltype(V{} < 0.0f) kept;
+};
+
+template <bool kClampAbove = true, typename V>
+inline __attribute__((always_inline)) ExpNonpositive<kClampAbove, V> exp_nonpositive_kept(V x) {
   const auto underflow = x < -87.33f;  // NaN compares false and propagates below
   x = underflow ? broadcast<V>(-87.33f) : x;
-  x = x > 80.0f ? broadcast<V>(80.0f) : x;
-  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  if constexpr (kClampAbove) x = x > 80.0f ? broadcast<V>(80.0f) : x;
+  // round to nearest: the low mantissa bits of `shifted` (1.5 * 2^23 + n) hold n in two's complement
+  const V shifted = x * 1.44269504088896341f + 12582912.0f;
+  const V n = shifted - 12582912.0f;
   const V r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   V p = broadcast<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
@@ -117,9 +128,15 @@ inline __attribute__((always_inline)) V exp_nonpositive(V x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  // 2^n from its exponent bits (n in [-126, 116] after the clamps, so the shift cannot overflow)
-  const auto scale = (to_int32(n) + 127) << 23;
-  return underflow ? broadcast<V>(0.0f) : p * __builtin_bit_cast(V, scale);
+  // 2^n from its exponent bits: n + 127 (in [1, 243] after the clamps) shifted into bits 23..30;
+  // the shift drops the higher bits of `shifted`
+  const auto scale = (float_bits(shifted) + 127) << 23;
+  return {underflow ? broadcast<V>(0.0f) : p * __builtin_bit_cast(V, scale), underflow == 0};
+}
+
+template <typename V>
+inline __attribute__((always_inline)) V exp_nonpositive(V x) {
+  return exp_nonpositive_kept<true>(x).weight;
 }
 
 // log(x) for finite x >= 1 (the normaliser of a window is at least the max's weight, 1).
@@ -228,10 +245,10 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
     Lanes16 num = broadcast<Lanes16>(0.0f), den = broadcast<Lanes16>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
       const Lanes16 d = load16(taps + k * kLanes + j0) - m;
-      const Lanes16 weight = exp_nonpositive(d * inv_temperature);
+      const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
       den += weight;
       // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
-      num += weight > 0.0f ? weight * d : broadcast<Lanes16>(0.0f);
+      num += kept ? weight * d : broadcast<Lanes16>(0.0f);
     }
     store16(max_x + j0, m);
     store16(numerator + j0, num);
@@ -511,9 +528,9 @@ void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_tempe
       block = tail;
     }
     const Lanes16 d = load16(block) - max_x;
-    const Lanes16 weight = exp_nonpositive(d * inv_temperature);
+    const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
     den += weight;
-    num += weight > 0.0f ? weight * d : broadcast<Lanes16>(0.0f);
+    num += kept ? weight * d : broadcast<Lanes16>(0.0f);
   }
   for (int64_t j = 0; j < kReductionWidth; ++j) {
     *denominator += den[j];
