@@ -131,6 +131,10 @@ CASES = {
         ceil_mode=True,
         temperature=0.8,
     ),
+    # disjoint windows covering the input (k = s): the backward stores each gradient once, without
+    # a zero fill; k = s = 2 has its own de-interleaving loops, k = s = 3 the general ones
+    "rows_k_equals_s_2": PathCase((1, 3, 4, 6, 40), "rows", "rows", kernel=(2, 2, 2), stride=(2, 2, 2)),
+    "rows_k_equals_s_3": PathCase((1, 2, 3, 6, 48), "rows", "rows", kernel=(3, 3, 3), stride=(3, 3, 3)),
     # the last input column lies in no window (its gradient is 0)
     "rows_uncovered_tail": PathCase((1, 2, 2, 6, 42), "rows", "rows", kernel=(1, 2, 2), stride=(1, 2, 3)),
     # backward keeps a ring of input T-slices: 5 in flight (kernel 3, dilation 2), padding along T

@@ -27,6 +27,14 @@ void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_strided(float* dst, const float* src, int64_t n, int64_t step);
 void copy_blocks(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t blocks, int64_t block);
+void copy_runs(float* dst, int64_t dst_step, const float* src, const int64_t* offsets, int64_t count, int64_t n);
+void add_runs(float* dst, const int64_t* offsets, const float* src, int64_t src_step, int64_t count, int64_t n);
+void gather_taps(float* dst, int64_t dst_step, const float* src, int64_t count, int64_t n, int64_t stride,
+                 int64_t dilation);
+void add_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
+              int64_t dilation);
+void store_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
+                int64_t dilation);
 float segment_max(const float* x, int64_t n, float max_x);
 bool finish_float_lanes(const float* max_x, const float* delta, const float* log_denominator, int64_t num_lanes,
                         float inv_temperature, float* output, float* log_weight_offset, float* output_residual);
@@ -413,6 +421,69 @@ void copy_blocks(float* dst, int64_t dst_step, const float* src, int64_t src_ste
   }
 }
 
+// The taps of one input row for a chunk of lanes, in one call per row rather than one per tap
+// (rows are short: OW = 28 for a 56-wide input). Run k of a phase-split row starts at src +
+// offsets[k] (copy_runs: into taps, add_runs: gradients back into the accumulator); an unpadded
+// row holds tap k of lane j at src[j * stride + k * dilation] (gather_taps, add_taps).
+SOFTPOOL_MULTIVERSION
+void copy_runs(float* dst, int64_t dst_step, const float* src, const int64_t* offsets, int64_t count, int64_t n) {
+  for (int64_t k = 0; k < count; ++k) {
+    const float* run = src + offsets[k];
+    float* out = dst + k * dst_step;
+    for (int64_t j = 0; j < n; ++j) out[j] = run[j];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void add_runs(float* dst, const int64_t* offsets, const float* src, int64_t src_step, int64_t count, int64_t n) {
+  for (int64_t k = 0; k < count; ++k) {
+    float* run = dst + offsets[k];
+    const float* in = src + k * src_step;
+    for (int64_t j = 0; j < n; ++j) run[j] += in[j];
+  }
+}
+
+SOFTPOOL_MULTIVERSION
+void gather_taps(float* dst, int64_t dst_step, const float* src, int64_t count, int64_t n, int64_t stride,
+                 int64_t dilation) {
+  if (stride == 2 && dilation == 1 && count == 2) {  // k = s = 2: de-interleave even and odd columns
+    for (int64_t j = 0; j < n; ++j) {
+      dst[j] = src[2 * j];
+      dst[dst_step + j] = src[2 * j + 1];
+    }
+    return;
+  }
+  for (int64_t k = 0; k < count; ++k) gather_strided(dst + k * dst_step, src + k * dilation, n, stride);
+}
+
+SOFTPOOL_MULTIVERSION
+void add_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
+              int64_t dilation) {
+  if (stride == 2 && dilation == 1 && count == 2) {  // k = s = 2: interleave
+    for (int64_t j = 0; j < n; ++j) {
+      dst[2 * j] += src[j];
+      dst[2 * j + 1] += src[src_step + j];
+    }
+    return;
+  }
+  for (int64_t k = 0; k < count; ++k) scatter_add_strided(dst + k * dilation, src + k * src_step, n, stride);
+}
+
+// add_taps for windows that are disjoint and cover the input: every element is written once, so
+// grad_input needs no zero fill and no read
+SOFTPOOL_MULTIVERSION
+void store_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
+                int64_t dilation) {
+  if (stride == 2 && dilation == 1 && count == 2) {
+    for (int64_t j = 0; j < n; ++j) {
+      dst[2 * j] = src[j];
+      dst[2 * j + 1] = src[src_step + j];
+    }
+    return;
+  }
+  for (int64_t k = 0; k < count; ++k) scatter_strided(dst + k * dilation, src + k * src_step, n, stride);
+}
+
 // acc[lane] += the gradient one window sends to input x[lane] (window_gradient), for lanes of
 // windows with finite output and statistics (lanes_finite).
 SOFTPOOL_MULTIVERSION
@@ -630,10 +701,17 @@ struct PhasedRow {
   }
 
   // padded position q of window 0 for the windows ow0, ow0 + 1, ...
-  const float* tap(int64_t q, int64_t ow0) const {
-    return phases.data() + ((q % stride) * phase_length + q / stride + ow0) * block;
-  }
+  const float* tap(int64_t q, int64_t ow0) const { return phases.data() + tap_offset(q) + ow0 * block; }
+  int64_t tap_offset(int64_t q) const { return ((q % stride) * phase_length + q / stride) * block; }
 };
+
+// Offset of each kernel tap along W in the phase-split layout (PhasedRow::tap_offset; the backward's
+// accumulator rows share the layout).
+inline std::vector<int64_t> kernel_tap_offsets(const PhasedRow& layout, const Geometry& g) {
+  std::vector<int64_t> offsets;
+  for (int64_t kw = 0; kw < g.kernel[2]; ++kw) offsets.push_back(layout.tap_offset(kw * g.dilation[2]));
+  return offsets;
+}
 
 // block: 1 for NCTHW inputs (a row is one channel's outputs along W), C for channels_last_3d inputs
 // (a row is all channels of the outputs along W, channel fastest, as the tensors lie in memory).
@@ -658,6 +736,7 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g, block));
+    const std::vector<int64_t> tap_offsets = kernel_tap_offsets(window_rows[0], g);
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % row_channels;
@@ -702,6 +781,14 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
             for (int64_t b = 0; b < sh.count; ++b) {
               const scalar_t* src_row =
                   plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+              if constexpr (std::is_same_v<scalar_t, float>) {
+                if (in_s.w == 1) {
+                  gather_taps(taps.data() + k * kLanes, kLanes, src_row + ow0 * g.stride[2], g.kernel[2], lanes,
+                              g.stride[2], g.dilation[2]);
+                  k += g.kernel[2];
+                  continue;
+                }
+              }
               for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
                 gather_lanes(taps.data() + k * kLanes, src_row + (ow0 * g.stride[2] + kw * g.dilation[2]) * in_s.w,
                              lanes, g.stride[2] * in_s.w);
@@ -709,11 +796,9 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
             }
           }
         }
-        for (int64_t q = 0; q < r && !all_interior; ++q) {
-          for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-            const float* src = window_rows[q].tap(kw * g.dilation[2], ow0);
-            std::copy(src, src + lanes, taps.data() + k * kLanes);
-          }
+        for (int64_t q = 0; q < r && !all_interior; ++q, k += g.kernel[2]) {
+          copy_runs(taps.data() + k * kLanes, kLanes, window_rows[q].tap(0, ow0), tap_offsets.data(), g.kernel[2],
+                    lanes);
         }
         lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
         const int64_t e0 = ow0 * block;
@@ -766,6 +851,16 @@ inline bool windows_disjoint(const Geometry& g, int d) {
   return g.stride[d] >= (g.kernel[d] - 1) * g.dilation[d] + 1;
 }
 
+// Whether the windows cover every input index.
+inline bool windows_cover_input(const Geometry& g) {
+  for (int d = 0; d < kPoolDims; ++d) {
+    int64_t covered = 0;
+    for (int64_t o = 0; o < g.output_size[d]; ++o) covered += window_span(g, d, o).count;
+    if (covered != g.input_size[d] || (!g.adaptive && g.dilation[d] > 1 && g.kernel[d] > 1)) return false;
+  }
+  return true;
+}
+
 // block: as forward_rows.
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
@@ -787,6 +882,9 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const int64_t outputs_per_chunk = kLanes / block;
   const Interior interior = interior_along_w(g);
   const bool all_interior = block == 1 && g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
+  // disjoint windows that cover the input (k = s): each input element gets one window's gradient
+  const bool each_input_once = windows_disjoint(g, 0) && windows_disjoint(g, 1) && windows_disjoint(g, 2) &&
+                               windows_cover_input(g);
   // A task is a plane, or one output T-slice of a plane when windows along T are disjoint (each
   // input T-slice then belongs to one output slice), so that few planes (N = 1, channels_last) still
   // split over threads. Task (p, ot) owns input slices [slice_begin(ot), slice_begin(ot + 1)).
@@ -801,6 +899,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<float> coefficients(taps.size());
     std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g, block));
+    const std::vector<int64_t> tap_offsets = kernel_tap_offsets(window_rows[0], g);
     // The accumulator holds each input row as its padded, phase-split copy (the layout of PhasedRow),
     // so that a tap's gradients for 64 lanes are one contiguous add; padded positions collect
     // zeros (and the special values of -inf padding taps) and are dropped when a row is written.
@@ -821,7 +920,9 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       // Unpadded float rows accumulate straight into grad_input (input layout, stride-step adds).
       const bool direct = all_interior && std::is_same_v<scalar_t, float>;
       float* direct_plane = direct ? reinterpret_cast<float*>(grad_in + p * plane_size) : nullptr;
-      if (direct) {
+      if (direct && each_input_once) {
+        // every element is stored once below
+      } else if (direct) {
         std::fill(direct_plane + slices_begin * H * W, direct_plane + slices_end * H * W, 0.0f);
       } else {
         acc.assign(static_cast<size_t>(slabs * slab_size), 0.0f);
@@ -889,16 +990,24 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
               for (int64_t b = 0; b < sh.count; ++b) {
                 const scalar_t* src_row =
                     plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
-                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  float* dst = taps.data() + k * kLanes;
-                  if (all_interior) {  // no padding to fill in: each tap straight from the input
-                    gather_lanes(dst, src_row + (ow0 * stride_w + kw * g.dilation[2]) * in_s.w, lanes,
-                                 stride_w * in_s.w);
-                  } else {
-                    const float* src = window_rows[a * sh.count + b].tap(kw * g.dilation[2], ow0);
-                    std::copy(src, src + lanes, dst);
+                // lanes past `lanes` keep values of earlier chunks: computed, never scattered
+                if (!all_interior) {
+                  copy_runs(taps.data() + k * kLanes, kLanes, window_rows[a * sh.count + b].tap(0, ow0),
+                            tap_offsets.data(), g.kernel[2], lanes);
+                  k += g.kernel[2];
+                  continue;
+                }
+                if constexpr (std::is_same_v<scalar_t, float>) {  // no padding: straight from the input
+                  if (in_s.w == 1) {
+                    gather_taps(taps.data() + k * kLanes, kLanes, src_row + ow0 * stride_w, g.kernel[2], lanes,
+                                stride_w, g.dilation[2]);
+                    k += g.kernel[2];
+                    continue;
                   }
-                  std::fill(dst + lanes, dst + kLanes, 0.0f);
+                }
+                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                  gather_lanes(taps.data() + k * kLanes, src_row + (ow0 * stride_w + kw * g.dilation[2]) * in_s.w,
+                               lanes, stride_w * in_s.w);
                 }
               }
             }
@@ -922,16 +1031,17 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
                 float* acc_row = acc_row_of(st.first + a * st.step, sh.first + b * sh.step);
-                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  const int64_t tap = kw * g.dilation[2];
-                  if (direct) {
-                    scatter_add_strided(acc_row + ow0 * stride_w + tap, coefficients.data() + k * kLanes, lanes,
-                                        stride_w);
-                  } else {
-                    scatter_add_strided(acc_row + ((tap % stride_w) * phase_length + tap / stride_w + ow0) * block,
-                                        coefficients.data() + k * kLanes, lanes, 1);
-                  }
+                if (direct && each_input_once) {
+                  store_taps(acc_row + ow0 * stride_w, coefficients.data() + k * kLanes, kLanes, g.kernel[2], lanes,
+                             stride_w, g.dilation[2]);
+                } else if (direct) {
+                  add_taps(acc_row + ow0 * stride_w, coefficients.data() + k * kLanes, kLanes, g.kernel[2], lanes,
+                           stride_w, g.dilation[2]);
+                } else {
+                  add_runs(acc_row + ow0 * block, tap_offsets.data(), coefficients.data() + k * kLanes, kLanes,
+                           g.kernel[2], lanes);
                 }
+                k += g.kernel[2];
               }
             }
           }
@@ -1267,15 +1377,6 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
   });
 }
 
-// Whether the windows cover every input index.
-inline bool windows_cover_input(const Geometry& g) {
-  for (int d = 0; d < kPoolDims; ++d) {
-    int64_t covered = 0;
-    for (int64_t o = 0; o < g.output_size[d]; ++o) covered += window_span(g, d, o).count;
-    if (covered != g.input_size[d] || (!g.adaptive && g.dilation[d] > 1 && g.kernel[d] > 1)) return false;
-  }
-  return true;
-}
 
 template <typename scalar_t>
 void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
