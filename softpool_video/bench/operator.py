@@ -262,7 +262,8 @@ def benchmark_shape(spec: PoolShape, methods: dict[str, Callable], device, dtype
         methods[name](xg, spec).backward(grads[name])
         xg.grad = None
 
-    cache_flush = torch.empty(CACHE_FLUSH_BYTES.get(torch.device(device).type, 128 * 2**20) // 4, device=device)
+    flush_bytes = CACHE_FLUSH_BYTES.get(torch.device(device).type, 128 * 2**20)
+    cache_flush = torch.empty(flush_bytes // 4, device=device)
     timings = {name: {"forward": [], "forward_backward": []} for name in methods}
     names = list(methods)
     for round_index in range(repeats):
