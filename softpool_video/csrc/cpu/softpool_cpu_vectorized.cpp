@@ -1429,13 +1429,18 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
       const Segments seg = window_segments(in_s, st, sh, sw, H, W);
       float variance = 0.0f;
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
+        // float gradients go straight into grad_input, others through a float chunk
+        float* out = gradients;
+        if constexpr (std::is_same_v<scalar_t, float>) out = grad_plane + start;
         if (grad_temperature != nullptr) {
-          variance += segment_gradients_with_variance(x, count, y, off, res, gy, inv_t, gradients);
+          variance += segment_gradients_with_variance(x, count, y, off, res, gy, inv_t, out);
         } else {
-          segment_gradients(x, count, y, off, res, gy, inv_t, gradients);
+          segment_gradients(x, count, y, off, res, gy, inv_t, out);
         }
-        scalar_t* dst = grad_plane + start;
-        for (int64_t j = 0; j < count; ++j) dst[j] = static_cast<scalar_t>(gradients[j]);
+        if constexpr (!std::is_same_v<scalar_t, float>) {
+          scalar_t* dst = grad_plane + start;
+          for (int64_t j = 0; j < count; ++j) dst[j] = static_cast<scalar_t>(gradients[j]);
+        }
       });
       if (grad_temperature != nullptr) grad_temperature[o] = temperature_gradient(-variance, gy);
     }
