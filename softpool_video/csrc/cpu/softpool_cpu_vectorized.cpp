@@ -1318,6 +1318,18 @@ inline Segments window_segments(Strides3 s, Span st, Span sh, Span sw, int64_t H
 // Segments are converted to float in chunks of this many elements (half and bfloat16 inputs).
 constexpr int64_t kSegmentChunk = 512;
 
+// Asks for the memory that follows a window, as long as the window's own extent (at most 16 KB):
+// the next window when windows are consecutive planes (global pools). The loads of the next
+// window then overlap this window's exp pass, which reads only what it has cached.
+template <typename scalar_t>
+inline void prefetch_after(const scalar_t* plane, const Segments& seg) {
+  const scalar_t* last = plane + seg.first + (seg.outer_count - 1) * seg.outer_step +
+                         (seg.inner_count - 1) * seg.inner_step + seg.length;
+  const int64_t extent = std::min<int64_t>(16384, (last - (plane + seg.first)) * sizeof(scalar_t));
+  const char* next = reinterpret_cast<const char*>(last);
+  for (int64_t offset = 0; offset < extent; offset += 64) __builtin_prefetch(next + offset);
+}
+
 template <typename scalar_t, typename Visit>
 inline void for_each_chunk(const scalar_t* plane, const Segments& seg, float* buffer, const Visit& visit) {
   for (int64_t a = 0; a < seg.outer_count; ++a) {
@@ -1358,6 +1370,7 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
       const Segments seg = window_segments(in_s, st, sh, sw, g.input_size[1], g.input_size[2]);
       float max_x = -std::numeric_limits<float>::infinity();
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) { max_x = segment_max(x, n, max_x); });
+      prefetch_after(plane, seg);
       float denominator = 0.0f, numerator = 0.0f;
       if (finite(max_x)) {
         for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) {
@@ -1427,6 +1440,7 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
       }
       // the input is contiguous NCTHW like grad_input, so a segment's offset is the same in both
       const Segments seg = window_segments(in_s, st, sh, sw, H, W);
+      prefetch_after(plane, seg);  // the next window, while this one computes
       float variance = 0.0f;
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
         // float gradients go straight into grad_input, others through a float chunk
