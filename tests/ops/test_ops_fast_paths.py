@@ -152,6 +152,22 @@ CASES = {
     "rows_t_tasks_padded": PathCase(
         (1, 3, 6, 5, 40), "rows", "rows", kernel=(2, 1, 3), stride=(2, 1, 2), padding=(1, 0, 1)
     ),
+    # Output T-slice tasks whose input slices exceed 1 MB (channels_last here: 16 channels x 136 x
+    # 130 padded floats) keep a ring of input rows: 5 rows reached (kernel 3, dilation 2 along H,
+    # windows overlapping), two input slices per task of which the second lies in no window
+    "rows_ring_of_rows_dilated_h": PathCase(
+        (1, 16, 4, 136, 128),
+        "rows",
+        "rows",
+        kernel=(1, 3, 3),
+        stride=(2, 4, 2),
+        padding=(0, 1, 1),
+        dilation=(1, 2, 1),
+    ),
+    # rows between the windows along H (stride 4 > kernel 2) lie in no window: written as zeros
+    "rows_ring_of_rows_h_gaps": PathCase(
+        (1, 16, 2, 138, 128), "rows", "rows", kernel=(1, 2, 3), stride=(1, 4, 2), padding=(0, 1, 1)
+    ),
     # T-slices 1, 2, 4, 5 lie in no window: written as zeros when the ring moves past them
     "rows_t_gaps": PathCase(
         (1, 2, 7, 4, 40), "rows", "rows", kernel=(1, 2, 2), stride=(3, 2, 2), padding=(0, 0, 1)
