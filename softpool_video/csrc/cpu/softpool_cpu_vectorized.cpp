@@ -31,10 +31,8 @@ void copy_runs(float* dst, int64_t dst_step, const float* src, const int64_t* of
 void add_runs(float* dst, const int64_t* offsets, const float* src, int64_t src_step, int64_t count, int64_t n);
 void gather_taps(float* dst, int64_t dst_step, const float* src, int64_t count, int64_t n, int64_t stride,
                  int64_t dilation);
-void add_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
-              int64_t dilation);
-void store_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
-                int64_t dilation);
+void scatter_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
+                  int64_t dilation, bool accumulate);
 float segment_max(const float* x, int64_t n, float max_x);
 bool finish_float_lanes(const float* max_x, const float* delta, const float* log_denominator, int64_t num_lanes,
                         float inv_temperature, float* output, float* log_weight_offset, float* output_residual);
@@ -424,7 +422,7 @@ void copy_blocks(float* dst, int64_t dst_step, const float* src, int64_t src_ste
 // The taps of one input row for a chunk of lanes, in one call per row rather than one per tap
 // (rows are short: OW = 28 for a 56-wide input). Run k of a phase-split row starts at src +
 // offsets[k] (copy_runs: into taps, add_runs: gradients back into the accumulator); an unpadded
-// row holds tap k of lane j at src[j * stride + k * dilation] (gather_taps, add_taps).
+// row holds tap k of lane j at src[j * stride + k * dilation] (gather_taps, scatter_taps).
 SOFTPOOL_MULTIVERSION
 void copy_runs(float* dst, int64_t dst_step, const float* src, const int64_t* offsets, int64_t count, int64_t n) {
   for (int64_t k = 0; k < count; ++k) {
@@ -456,32 +454,48 @@ void gather_taps(float* dst, int64_t dst_step, const float* src, int64_t count, 
   for (int64_t k = 0; k < count; ++k) gather_strided(dst + k * dst_step, src + k * dilation, n, stride);
 }
 
-SOFTPOOL_MULTIVERSION
-void add_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
-              int64_t dilation) {
-  if (stride == 2 && dilation == 1 && count == 2) {  // k = s = 2: interleave
-    for (int64_t j = 0; j < n; ++j) {
-      dst[2 * j] += src[j];
-      dst[2 * j + 1] += src[src_step + j];
-    }
-    return;
+namespace {
+template <bool kAccumulate>
+inline __attribute__((always_inline)) void put(float& dst, float value) {
+  if constexpr (kAccumulate) {
+    dst += value;
+  } else {
+    dst = value;
   }
-  for (int64_t k = 0; k < count; ++k) scatter_add_strided(dst + k * dilation, src + k * src_step, n, stride);
 }
 
-// add_taps for windows that are disjoint and cover the input: every element is written once, so
-// grad_input needs no zero fill and no read
-SOFTPOOL_MULTIVERSION
-void store_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
-                int64_t dilation) {
-  if (stride == 2 && dilation == 1 && count == 2) {
+template <bool kAccumulate>
+inline __attribute__((always_inline)) void scatter_taps_body(float* dst, const float* src, int64_t src_step,
+                                                             int64_t count, int64_t n, int64_t stride,
+                                                             int64_t dilation) {
+  if (stride == 2 && dilation == 1 && count == 2) {  // k = s = 2: interleave
     for (int64_t j = 0; j < n; ++j) {
-      dst[2 * j] = src[j];
-      dst[2 * j + 1] = src[src_step + j];
+      put<kAccumulate>(dst[2 * j], src[j]);
+      put<kAccumulate>(dst[2 * j + 1], src[src_step + j]);
     }
     return;
   }
-  for (int64_t k = 0; k < count; ++k) scatter_strided(dst + k * dilation, src + k * src_step, n, stride);
+  for (int64_t k = 0; k < count; ++k) {  // the strided helpers, with their own stride 1 and 2 loops
+    if constexpr (kAccumulate) {
+      scatter_add_strided(dst + k * dilation, src + k * src_step, n, stride);
+    } else {
+      scatter_strided(dst + k * dilation, src + k * src_step, n, stride);
+    }
+  }
+}
+}  // namespace
+
+// dst[j * stride + k * dilation] (+)= src[k * src_step + j]: the gradients of an unpadded row's taps.
+// Without `accumulate` (windows disjoint and covering the input) every element is written once, so
+// grad_input needs no zero fill and no read.
+SOFTPOOL_MULTIVERSION
+void scatter_taps(float* dst, const float* src, int64_t src_step, int64_t count, int64_t n, int64_t stride,
+                  int64_t dilation, bool accumulate) {
+  if (accumulate) {
+    scatter_taps_body<true>(dst, src, src_step, count, n, stride, dilation);
+  } else {
+    scatter_taps_body<false>(dst, src, src_step, count, n, stride, dilation);
+  }
 }
 
 // acc[lane] += the gradient one window sends to input x[lane] (window_gradient), for lanes of
@@ -713,6 +727,23 @@ inline std::vector<int64_t> kernel_tap_offsets(const PhasedRow& layout, const Ge
   return offsets;
 }
 
+// taps[kw * kLanes + j] = row[((ow0 + j) * stride + kw * dilation) * column_step] for every kernel
+// tap kw of the lanes j < lanes: an unpadded NCTHW input row straight into the tap buffer.
+template <typename scalar_t>
+inline void gather_row_taps(float* taps, const scalar_t* row, int64_t column_step, int64_t ow0, int64_t lanes,
+                            const Geometry& g) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (column_step == 1) {
+      gather_taps(taps, kLanes, row + ow0 * g.stride[2], g.kernel[2], lanes, g.stride[2], g.dilation[2]);
+      return;
+    }
+  }
+  for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+    gather_lanes(taps + kw * kLanes, row + (ow0 * g.stride[2] + kw * g.dilation[2]) * column_step, lanes,
+                 g.stride[2] * column_step);
+  }
+}
+
 // block: 1 for NCTHW inputs (a row is one channel's outputs along W), C for channels_last_3d inputs
 // (a row is all channels of the outputs along W, channel fastest, as the tensors lie in memory).
 template <typename scalar_t>
@@ -781,18 +812,8 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
             for (int64_t b = 0; b < sh.count; ++b) {
               const scalar_t* src_row =
                   plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
-              if constexpr (std::is_same_v<scalar_t, float>) {
-                if (in_s.w == 1) {
-                  gather_taps(taps.data() + k * kLanes, kLanes, src_row + ow0 * g.stride[2], g.kernel[2], lanes,
-                              g.stride[2], g.dilation[2]);
-                  k += g.kernel[2];
-                  continue;
-                }
-              }
-              for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                gather_lanes(taps.data() + k * kLanes, src_row + (ow0 * g.stride[2] + kw * g.dilation[2]) * in_s.w,
-                             lanes, g.stride[2] * in_s.w);
-              }
+              gather_row_taps(taps.data() + k * kLanes, src_row, in_s.w, ow0, lanes, g);
+              k += g.kernel[2];
             }
           }
         }
@@ -855,6 +876,13 @@ inline bool windows_disjoint(const Geometry& g, int d) {
   return g.stride[d] >= (g.kernel[d] - 1) * g.dilation[d] + 1;
 }
 
+inline bool windows_disjoint_everywhere(const Geometry& g) {
+  for (int d = 0; d < kPoolDims; ++d) {
+    if (!windows_disjoint(g, d)) return false;
+  }
+  return true;
+}
+
 // Whether the windows cover every input index.
 inline bool windows_cover_input(const Geometry& g) {
   for (int d = 0; d < kPoolDims; ++d) {
@@ -887,8 +915,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const Interior interior = interior_along_w(g);
   const bool all_interior = block == 1 && g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
   // disjoint windows that cover the input (k = s): each input element gets one window's gradient
-  const bool each_input_once = windows_disjoint(g, 0) && windows_disjoint(g, 1) && windows_disjoint(g, 2) &&
-                               windows_cover_input(g);
+  const bool each_input_once = windows_disjoint_everywhere(g) && windows_cover_input(g);
   // A task is a plane, or one output T-slice of a plane when windows along T are disjoint (each
   // input T-slice then belongs to one output slice), so that few planes (N = 1, channels_last) still
   // split over threads. Task (p, ot) owns input slices [slice_begin(ot), slice_begin(ot + 1)).
@@ -1025,18 +1052,8 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                   k += g.kernel[2];
                   continue;
                 }
-                if constexpr (std::is_same_v<scalar_t, float>) {  // no padding: straight from the input
-                  if (in_s.w == 1) {
-                    gather_taps(taps.data() + k * kLanes, kLanes, src_row + ow0 * stride_w, g.kernel[2], lanes,
-                                stride_w, g.dilation[2]);
-                    k += g.kernel[2];
-                    continue;
-                  }
-                }
-                for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
-                  gather_lanes(taps.data() + k * kLanes, src_row + (ow0 * stride_w + kw * g.dilation[2]) * in_s.w,
-                               lanes, stride_w * in_s.w);
-                }
+                gather_row_taps(taps.data() + k * kLanes, src_row, in_s.w, ow0, lanes, g);  // no padding
+                k += g.kernel[2];
               }
             }
             float variance[kLanes];  // for g * dy/dT of each window, from the same weights
@@ -1059,12 +1076,9 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
                 float* acc_row = acc_row_of(st.first + a * st.step, sh.first + b * sh.step);
-                if (direct && each_input_once) {
-                  store_taps(acc_row + ow0 * stride_w, coefficients.data() + k * kLanes, kLanes, g.kernel[2], lanes,
-                             stride_w, g.dilation[2]);
-                } else if (direct) {
-                  add_taps(acc_row + ow0 * stride_w, coefficients.data() + k * kLanes, kLanes, g.kernel[2], lanes,
-                           stride_w, g.dilation[2]);
+                if (direct) {
+                  scatter_taps(acc_row + ow0 * stride_w, coefficients.data() + k * kLanes, kLanes, g.kernel[2],
+                               lanes, stride_w, g.dilation[2], !each_input_once);
                 } else {
                   add_runs(acc_row + ow0 * block, tap_offsets.data(), coefficients.data() + k * kLanes, kLanes,
                            g.kernel[2], lanes);
@@ -1510,13 +1524,6 @@ constexpr bool handled_dtype() {
 constexpr int64_t kMinRowLanes = 8;
 // Windows at least this large (and disjoint) are reduced one per task, along contiguous segments.
 constexpr int64_t kMinReductionTaps = 64;
-
-inline bool windows_disjoint_everywhere(const Geometry& g) {
-  for (int d = 0; d < kPoolDims; ++d) {
-    if (!windows_disjoint(g, d)) return false;
-  }
-  return true;
-}
 
 Plan plan_for(const at::Tensor& input, const Geometry& g, bool channels_last) {
   if (input.scalar_type() == at::kDouble) return Plan::kScalar;
