@@ -585,6 +585,30 @@ void accumulate_windows(const float* x, const float* const* y, const float* cons
 // float sum; the order of the additions is fixed, so results are reproducible.
 constexpr int64_t kReductionWidth = 16;
 
+// The sum and the max of a vector's lanes by halving (a fixed tree, so still reproducible): four
+// dependent steps instead of sixteen, and in registers (a loop over the lanes into a result behind
+// a pointer went through memory once per lane, a quarter of a head window's time).
+typedef float Lanes8 __attribute__((vector_size(32)));
+typedef float Lanes4 __attribute__((vector_size(16)));
+
+inline __attribute__((always_inline)) float sum_lanes(Lanes16 v) {
+  const Lanes8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                   __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const Lanes4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+// as the loops' `x > m ? x : m`: a NaN lane is never picked
+inline __attribute__((always_inline)) float max_lanes(Lanes16 v) {
+  const Lanes8 high = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const Lanes8 low = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+  const Lanes8 a = high > low ? high : low;
+  const Lanes4 a_high = __builtin_shufflevector(a, a, 4, 5, 6, 7), a_low = __builtin_shufflevector(a, a, 0, 1, 2, 3);
+  const Lanes4 b = a_high > a_low ? a_high : a_low;
+  const float c0 = b[2] > b[0] ? b[2] : b[0], c1 = b[3] > b[1] ? b[3] : b[1];
+  return c1 > c0 ? c1 : c0;
+}
+
 SOFTPOOL_MULTIVERSION
 float segment_max(const float* x, int64_t n, float max_x) {
   Lanes16 m = broadcast<Lanes16>(max_x);
@@ -594,8 +618,8 @@ float segment_max(const float* x, int64_t n, float max_x) {
     m = block > m ? block : m;
   }
   for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
-  for (int64_t j = 0; j < kReductionWidth; ++j) max_x = m[j] > max_x ? m[j] : max_x;
-  return max_x;
+  const float lanes_max = max_lanes(m);
+  return lanes_max > max_x ? lanes_max : max_x;
 }
 
 SOFTPOOL_MULTIVERSION
@@ -617,10 +641,8 @@ void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_tempe
     den += weight;
     num += kept ? weight * d : broadcast<Lanes16>(0.0f);
   }
-  for (int64_t j = 0; j < kReductionWidth; ++j) {
-    *denominator += den[j];
-    *numerator += num[j];
-  }
+  *denominator += sum_lanes(den);
+  *numerator += sum_lanes(num);
 }
 
 SOFTPOOL_MULTIVERSION
@@ -1459,15 +1481,21 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
   if (!windows_cover_input(g)) grad_input.zero_();  // inputs outside every window get 0
   const int64_t windows = output.size(0) * C * OT * OH * OW;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
+  // as forward_windows: a global pool's one window geometry, computed once
+  const bool global = OT == 1 && OH == 1 && OW == 1;
+  const Span global_st = window_span(g, 0, 0), global_sh = window_span(g, 1, 0), global_sw = window_span(g, 2, 0);
+  const Segments global_seg = window_segments(in_s, global_st, global_sh, global_sw, H, W);
   at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
     float buffer[kSegmentChunk], gradients[kSegmentChunk];
     for (int64_t o = begin; o < end; ++o) {
-      const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT, plane_index = o / (OW * OH * OT);
+      const int64_t plane_index = global ? o : o / (OW * OH * OT);
+      const int64_t ow = global ? 0 : o % OW, oh = global ? 0 : (o / OW) % OH, ot = global ? 0 : (o / (OW * OH)) % OT;
       const int64_t n = plane_index / C, c = plane_index % C;
       const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
       scalar_t* grad_plane = grad_in + plane_index * T * H * W;
-      const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+      const Span st = global ? global_st : window_span(g, 0, ot), sh = global ? global_sh : window_span(g, 1, oh);
+      const Span sw = global ? global_sw : window_span(g, 2, ow);
       const float y = to_float(out[o]), off = offset_all[o], res = residual_all[o];
       const float gy = to_float(grad[n * grad_output.stride(0) + c * grad_output.stride(1) +
                                      ot * grad_output.stride(2) + oh * grad_output.stride(3) +
@@ -1490,7 +1518,7 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
         continue;
       }
       // the input is contiguous NCTHW like grad_input, so a segment's offset is the same in both
-      const Segments seg = window_segments(in_s, st, sh, sw, H, W);
+      const Segments seg = global ? global_seg : window_segments(in_s, st, sh, sw, H, W);
       prefetch_after(plane, seg);  // the next window, while this one computes
       float variance = 0.0f;
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
