@@ -1380,6 +1380,45 @@ inline Segments window_segments(Strides3 s, Span st, Span sh, Span sw, int64_t H
   return seg;
 }
 
+// The window of output element o (outputs contiguous NCTHW): its plane, index and geometry. A global
+// pool has one window per plane, the same for all: its spans and segments are computed once (the
+// divisions of a window's geometry cost a fifth of a 392-tap head window).
+struct ReductionWindow {
+  int64_t plane_index, ot, oh, ow;
+  Span st, sh, sw;
+  Segments seg;
+};
+
+class ReductionWindows {
+ public:
+  ReductionWindows(const Geometry& g, Strides3 in_s)
+      : g_(g),
+        in_s_(in_s),
+        global_(g.output_size[0] == 1 && g.output_size[1] == 1 && g.output_size[2] == 1),
+        first_(compute(0)) {}
+
+  ReductionWindow at(int64_t o) const {
+    if (!global_) return compute(o);
+    ReductionWindow window = first_;
+    window.plane_index = o;
+    return window;
+  }
+
+ private:
+  ReductionWindow compute(int64_t o) const {
+    const int64_t OT = g_.output_size[0], OH = g_.output_size[1], OW = g_.output_size[2];
+    const int64_t ow = o % OW, oh = (o / OW) % OH, ot = (o / (OW * OH)) % OT;
+    const Span st = window_span(g_, 0, ot), sh = window_span(g_, 1, oh), sw = window_span(g_, 2, ow);
+    return {o / (OW * OH * OT), ot, oh, ow, st, sh, sw,
+            window_segments(in_s_, st, sh, sw, g_.input_size[1], g_.input_size[2])};
+  }
+
+  const Geometry& g_;
+  Strides3 in_s_;
+  bool global_;
+  ReductionWindow first_;
+};
+
 // Segments are converted to float in chunks of this many elements (half and bfloat16 inputs).
 constexpr int64_t kSegmentChunk = 512;
 
@@ -1425,22 +1464,16 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
   const int64_t C = output.size(1), OT = g.output_size[0], OH = g.output_size[1], OW = g.output_size[2];
   const int64_t windows = output.size(0) * C * OT * OH * OW;  // output and statistics: contiguous NCTHW
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
-  // A global pool has one window per plane, the same for all: its spans and segments are computed
-  // once (the divisions of a window's geometry cost a fifth of a 392-tap head window).
-  const bool global = OT == 1 && OH == 1 && OW == 1;
-  const Span global_st = window_span(g, 0, 0), global_sh = window_span(g, 1, 0), global_sw = window_span(g, 2, 0);
-  const Segments global_seg =
-      window_segments(in_s, global_st, global_sh, global_sw, g.input_size[1], g.input_size[2]);
+  const ReductionWindows reduction_windows(g, in_s);
   at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
     float buffer[kSegmentChunk];
     for (int64_t o = begin; o < end; ++o) {
-      const int64_t plane_index = global ? o : o / (OW * OH * OT);
-      const int64_t ow = global ? 0 : o % OW, oh = global ? 0 : (o / OW) % OH, ot = global ? 0 : (o / (OW * OH)) % OT;
+      const ReductionWindow window = reduction_windows.at(o);
+      const int64_t plane_index = window.plane_index;
       const scalar_t* plane = in + (plane_index / C) * input.stride(0) + (plane_index % C) * input.stride(1);
       const float inv_t = temp.inverse(plane_index % C);
-      const Span st = global ? global_st : window_span(g, 0, ot), sh = global ? global_sh : window_span(g, 1, oh);
-      const Span sw = global ? global_sw : window_span(g, 2, ow);
-      const Segments seg = global ? global_seg : window_segments(in_s, st, sh, sw, g.input_size[1], g.input_size[2]);
+      const Span st = window.st, sh = window.sh, sw = window.sw;
+      const Segments& seg = window.seg;
       float max_x = -std::numeric_limits<float>::infinity();
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t n, int64_t) { max_x = segment_max(x, n, max_x); });
       prefetch_after(plane, seg);
@@ -1481,21 +1514,17 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
   if (!windows_cover_input(g)) grad_input.zero_();  // inputs outside every window get 0
   const int64_t windows = output.size(0) * C * OT * OH * OW;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_window_taps(g)));
-  // as forward_windows: a global pool's one window geometry, computed once
-  const bool global = OT == 1 && OH == 1 && OW == 1;
-  const Span global_st = window_span(g, 0, 0), global_sh = window_span(g, 1, 0), global_sw = window_span(g, 2, 0);
-  const Segments global_seg = window_segments(in_s, global_st, global_sh, global_sw, H, W);
+  const ReductionWindows reduction_windows(g, in_s);
   at::parallel_for(0, windows, grain, [&](int64_t begin, int64_t end) {
     float buffer[kSegmentChunk], gradients[kSegmentChunk];
     for (int64_t o = begin; o < end; ++o) {
-      const int64_t plane_index = global ? o : o / (OW * OH * OT);
-      const int64_t ow = global ? 0 : o % OW, oh = global ? 0 : (o / OW) % OH, ot = global ? 0 : (o / (OW * OH)) % OT;
+      const ReductionWindow window = reduction_windows.at(o);
+      const int64_t plane_index = window.plane_index, ot = window.ot, oh = window.oh, ow = window.ow;
       const int64_t n = plane_index / C, c = plane_index % C;
       const float inv_t = temp.inverse(c);
       const scalar_t* plane = in + n * input.stride(0) + c * input.stride(1);
       scalar_t* grad_plane = grad_in + plane_index * T * H * W;
-      const Span st = global ? global_st : window_span(g, 0, ot), sh = global ? global_sh : window_span(g, 1, oh);
-      const Span sw = global ? global_sw : window_span(g, 2, ow);
+      const Span st = window.st, sh = window.sh, sw = window.sw;
       const float y = to_float(out[o]), off = offset_all[o], res = residual_all[o];
       const float gy = to_float(grad[n * grad_output.stride(0) + c * grad_output.stride(1) +
                                      ot * grad_output.stride(2) + oh * grad_output.stride(3) +
@@ -1518,7 +1547,7 @@ void backward_windows(const at::Tensor& grad_output, const at::Tensor& input, co
         continue;
       }
       // the input is contiguous NCTHW like grad_input, so a segment's offset is the same in both
-      const Segments seg = global ? global_seg : window_segments(in_s, st, sh, sw, H, W);
+      const Segments& seg = window.seg;
       prefetch_after(plane, seg);  // the next window, while this one computes
       float variance = 0.0f;
       for_each_chunk(plane, seg, buffer, [&](const float* x, int64_t count, int64_t start) {
