@@ -107,7 +107,13 @@ def test_a_temporary_freed_inside_forward_raises_the_peak_above_held():
     assert TEMPORARY_BYTES > X_BYTES  # so the forward, not the backward, holds the step's peak
     memory = _measure(_doubling(in_forward=lambda: _written_torch_buffer(TEMPORARY_BYTES)))
     assert memory.held == X_BYTES
-    assert abs(memory.peak - (memory.held + TEMPORARY_BYTES)) <= RESOLUTION
+    assert memory.peak >= memory.held + TEMPORARY_BYTES - RESOLUTION
+    # Usually the allocator returns the temporary's pages when it is freed, and the peak is held +
+    # temporary. In one CI run of the whole suite they stayed resident until the backward had
+    # written the input gradient (peak = held + grad_input + temporary, exactly, in both calls):
+    # whether freed pages leave the resident set at once is the allocator's choice, not the step's.
+    # What the step itself wrote bounds the peak either way.
+    assert memory.peak <= memory.held + memory.grad_input + TEMPORARY_BYTES + RESOLUTION
 
 
 @linux_only
