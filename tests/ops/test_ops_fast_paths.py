@@ -131,6 +131,14 @@ CASES = {
         ceil_mode=True,
         temperature=0.8,
     ),
+    # stride 2 along W loads and writes back both phases of a row in one pass: an odd width
+    # (22 even columns, 21 odd) with padding 2, and no padding with a ceil-mode window past the row
+    "rows_stride2_odd_width": PathCase(
+        (1, 2, 2, 7, 43), "rows", "rows", kernel=(1, 3, 5), stride=(1, 2, 2), padding=(0, 1, 2)
+    ),
+    "rows_stride2_ceil_unpadded": PathCase(
+        (1, 2, 2, 7, 42), "rows", "rows", kernel=(1, 2, 3), stride=(1, 2, 2), ceil_mode=True
+    ),
     # disjoint windows covering the input (k = s): the backward stores each gradient once, without
     # a zero fill; k = s = 2 has its own de-interleaving loops, k = s = 3 the general ones
     "rows_k_equals_s_2": PathCase((1, 3, 4, 6, 40), "rows", "rows", kernel=(2, 2, 2), stride=(2, 2, 2)),
@@ -261,6 +269,26 @@ def test_special_values_and_huge_range(name, layout):
     assert torch.isnan(y_v[0, 0]).any() and torch.isinf(y_v[0, 1]).any()
     assert (y_v[0, 2] == float("-inf")).all()
     assert torch.isfinite(y_v[0, 3]).all() and torch.isfinite(g_v[0, 3]).all()
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_lanes_past_a_row_add_nothing_to_its_first_columns(layout):
+    """The last chunk of a long row (75 outputs: 64 + 11) computes whole blocks of 16 lanes; the
+    five past the row read, and add to, the start of the row's other phase (input columns 0, 2, 4,
+    6, 8). Those lanes must add nothing, whatever they read: +inf there gives them 0 * inf = NaN.
+    (The windows over those columns are +inf windows, whose gradient is finite: ties share it.)"""
+    case = CASES["rows_two_blocks"]
+    torch.manual_seed(2)
+    x = torch.randn(case.shape)
+    x[..., 0:9:2] = float("inf")
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    grad = torch.randn(x.shape[:2] + case.pool(x).shape[2:])
+    y_s, g_s = _forward_backward(case, x, grad, "scalar")
+    y_v, g_v = _forward_backward(case, x, grad, "vectorized")
+    assert torch.isfinite(g_s).all()
+    torch.testing.assert_close(y_v, y_s, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(g_v, g_s, rtol=2e-5, atol=2e-5)
 
 
 def test_windows_backward_is_deterministic_and_zero_outside_windows():

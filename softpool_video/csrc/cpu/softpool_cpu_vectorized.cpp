@@ -26,6 +26,8 @@ inline int64_t max_window_taps(const Geometry& g) {
 void gather_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step);
 void scatter_strided(float* dst, const float* src, int64_t n, int64_t step);
+void deinterleave(float* even, int64_t n_even, float* odd, int64_t n_odd, const float* src);
+void interleave(float* dst, const float* even, int64_t n_even, const float* odd, int64_t n_odd);
 void copy_blocks(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t blocks, int64_t block);
 void copy_runs(float* dst, int64_t dst_step, const float* src, const int64_t* offsets, int64_t count, int64_t n);
 void add_runs(float* dst, const int64_t* offsets, const float* src, int64_t src_step, int64_t count, int64_t n);
@@ -53,6 +55,11 @@ void lanes_backward_with_variance(const float* taps, int64_t num_taps, int64_t n
                                   float* variance);
 float segment_gradients_with_variance(const float* x, int64_t n, float y, float log_weight_offset,
                                       float output_residual, float grad_y, float inv_temperature, float* out);
+void lanes_forward_runs(const float* const* tap_runs, int64_t num_taps, int64_t num_lanes, float inv_temperature,
+                        float* max_out, float* delta, float* log_denominator);
+void lanes_backward_runs(const float* const* tap_runs, int64_t num_taps, int64_t num_lanes, const float* y,
+                         const float* log_weight_offset, const float* output_residual, const float* grad_y,
+                         float inv_temperature, float* const* gradient_runs, float* variance);
 
 namespace {
 
@@ -235,22 +242,38 @@ inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1]
 
 }  // namespace
 
-SOFTPOOL_MULTIVERSION
-void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_out,
-                   float* delta, float* log_denominator) {
+namespace {
+
+// Where the lane loops read tap k of the lanes j0 .. j0 + 15: a tap-major buffer
+// (taps[k * kLanes + lane]) or one run per tap (runs[k][lane]: straight from the phase-split rows,
+// without a copy into a buffer; a run may be read up to 15 floats past its last lane, so its
+// storage has that much slack).
+struct TapBuffer {
+  const float* taps;
+  __attribute__((always_inline)) const float* at(int64_t k, int64_t j0) const { return taps + k * kLanes + j0; }
+};
+struct TapRuns {
+  const float* const* runs;
+  __attribute__((always_inline)) const float* at(int64_t k, int64_t j0) const { return runs[k] + j0; }
+};
+
+template <typename Taps>
+__attribute__((always_inline)) inline void lanes_forward_body(Taps taps, int64_t num_taps, int64_t num_lanes,
+                                                              float inv_temperature, float* max_out, float* delta,
+                                                              float* log_denominator) {
   // Whole blocks of 16 lanes (short rows use few lanes); lanes past num_lanes are computed from
   // whatever the buffer holds and never stored.
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   float max_x[kLanes], numerator[kLanes], denominator[kLanes];
   for (int64_t j0 = 0; j0 < width; j0 += 16) {
-    Lanes16 m = load16(taps + j0);
+    Lanes16 m = load16(taps.at(0, j0));
     for (int64_t k = 1; k < num_taps; ++k) {
-      const Lanes16 row = load16(taps + k * kLanes + j0);
+      const Lanes16 row = load16(taps.at(k, j0));
       m = row > m ? row : m;
     }
     Lanes16 num = broadcast<Lanes16>(0.0f), den = broadcast<Lanes16>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
-      const Lanes16 d = load16(taps + k * kLanes + j0) - m;
+      const Lanes16 d = load16(taps.at(k, j0)) - m;
       const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
       den += weight;
       // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
@@ -265,6 +288,20 @@ void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float
     delta[j] = numerator[j] / denominator[j];
     log_denominator[j] = log_at_least_one(denominator[j]);
   }
+}
+
+}  // namespace
+
+SOFTPOOL_MULTIVERSION
+void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_out,
+                   float* delta, float* log_denominator) {
+  lanes_forward_body(TapBuffer{taps}, num_taps, num_lanes, inv_temperature, max_out, delta, log_denominator);
+}
+
+SOFTPOOL_MULTIVERSION
+void lanes_forward_runs(const float* const* tap_runs, int64_t num_taps, int64_t num_lanes, float inv_temperature,
+                        float* max_out, float* delta, float* log_denominator) {
+  lanes_forward_body(TapRuns{tap_runs}, num_taps, num_lanes, inv_temperature, max_out, delta, log_denominator);
 }
 
 // The shared finish_window<float> for every lane of a float output row, in loops that vectorise
@@ -298,30 +335,51 @@ bool finish_float_lanes(const float* max_x, const float* delta, const float* log
 
 namespace {
 
+// Where the lane loops put the gradient a lane's window sends to its tap k: a tap-major
+// coefficient buffer (stored), or the run of the accumulator row that holds those taps (added in
+// place; lanes past num_lanes add 0, so a run needs the same 15 floats of slack as TapRuns).
+// The runs of neighbouring taps overlap (tap kw + stride is tap kw one position on): each add
+// reads what the previous ones stored, in the loops' fixed order.
+struct CoefficientBuffer {
+  float* coefficients;
+  __attribute__((always_inline)) void put(int64_t k, int64_t j0, Lanes16 value, Lanes16i /*valid*/) const {
+    store16(coefficients + k * kLanes + j0, value);
+  }
+};
+struct AccumulatorRuns {
+  float* const* runs;
+  __attribute__((always_inline)) void put(int64_t k, int64_t j0, Lanes16 value, Lanes16i valid) const {
+    // valid lanes are all ones: a bitwise and, which GCC keeps in vector registers (a second
+    // vector select on top of the caller's was compiled lane by lane)
+    store16(runs[k] + j0, load16(runs[k] + j0) + __builtin_bit_cast(Lanes16, float_bits(value) & valid));
+  }
+};
+
 // The loop of lanes_backward; with kVariance it also sums, per lane, s (v - r)^2 over the taps
 // (= Var_s(x) / T^2, so dy/dT = -variance: the shared temperature_derivative_window) from the same
 // weights, so a learned temperature costs no extra exp. Inlined into each multiversioned caller.
-template <bool kVariance>
-__attribute__((always_inline)) inline void lanes_backward_body(const float* taps, int64_t num_taps,
-                                                               int64_t num_lanes, const float* y,
-                                                               const float* log_weight_offset,
+template <bool kVariance, typename Taps, typename Sink>
+__attribute__((always_inline)) inline void lanes_backward_body(Taps taps, int64_t num_taps, int64_t num_lanes,
+                                                               const float* y, const float* log_weight_offset,
                                                                const float* output_residual, const float* grad_y,
-                                                               float inv_temperature, float* coefficients,
-                                                               float* variance) {
+                                                               float inv_temperature, Sink sink, float* variance) {
   // whole blocks of 16 lanes, each window's y, statistics and g loaded once for all its taps;
-  // lanes past num_lanes are never scattered
+  // lanes past num_lanes are never scattered from the coefficients and add 0 to accumulator runs
   const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
   float acc[kLanes];
+  Lanes16i lane_index;
+  for (int j = 0; j < 16; ++j) lane_index[j] = j;
   for (int64_t j0 = 0; j0 < width; j0 += 16) {
     const Lanes16 y16 = load16(y + j0), offset16 = load16(log_weight_offset + j0);
     const Lanes16 residual16 = load16(output_residual + j0), grad16 = load16(grad_y + j0);
+    const Lanes16i valid = lane_index < static_cast<int32_t>(num_lanes - j0);
     Lanes16 variance16 = broadcast<Lanes16>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
-      const Lanes16 v = (load16(taps + k * kLanes + j0) - y16) * inv_temperature;
+      const Lanes16 v = (load16(taps.at(k, j0)) - y16) * inv_temperature;
       const Lanes16 weight = exp_nonpositive(v + offset16);
       const Lanes16 value = grad16 * weight * (1.0f + v - residual16);
       // as window_gradient: zero-weight inputs receive 0
-      store16(coefficients + k * kLanes + j0, weight > 0.0f ? value : broadcast<Lanes16>(0.0f));
+      sink.put(k, j0, weight > 0.0f ? value : broadcast<Lanes16>(0.0f), valid);
       if constexpr (kVariance) {
         const Lanes16 d = v - residual16;
         variance16 += weight > 0.0f ? weight * d * d : broadcast<Lanes16>(0.0f);  // as temperature_derivative_term
@@ -340,8 +398,8 @@ SOFTPOOL_MULTIVERSION
 void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
                     const float* log_weight_offset, const float* output_residual, const float* grad_y,
                     float inv_temperature, float* coefficients) {
-  lanes_backward_body<false>(taps, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
-                             inv_temperature, coefficients, nullptr);
+  lanes_backward_body<false>(TapBuffer{taps}, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
+                             inv_temperature, CoefficientBuffer{coefficients}, nullptr);
 }
 
 SOFTPOOL_MULTIVERSION
@@ -349,8 +407,23 @@ void lanes_backward_with_variance(const float* taps, int64_t num_taps, int64_t n
                                   const float* log_weight_offset, const float* output_residual,
                                   const float* grad_y, float inv_temperature, float* coefficients,
                                   float* variance) {
-  lanes_backward_body<true>(taps, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
-                            inv_temperature, coefficients, variance);
+  lanes_backward_body<true>(TapBuffer{taps}, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
+                            inv_temperature, CoefficientBuffer{coefficients}, variance);
+}
+
+// The fused form for windows with finite output and statistics (lanes_finite): taps read from
+// their runs and gradients added straight into the accumulator runs, no buffer in between.
+SOFTPOOL_MULTIVERSION
+void lanes_backward_runs(const float* const* tap_runs, int64_t num_taps, int64_t num_lanes, const float* y,
+                         const float* log_weight_offset, const float* output_residual, const float* grad_y,
+                         float inv_temperature, float* const* gradient_runs, float* variance) {
+  if (variance != nullptr) {
+    lanes_backward_body<true>(TapRuns{tap_runs}, num_taps, num_lanes, y, log_weight_offset, output_residual,
+                              grad_y, inv_temperature, AccumulatorRuns{gradient_runs}, variance);
+  } else {
+    lanes_backward_body<false>(TapRuns{tap_runs}, num_taps, num_lanes, y, log_weight_offset, output_residual,
+                               grad_y, inv_temperature, AccumulatorRuns{gradient_runs}, nullptr);
+  }
 }
 
 // dst[j] = src[j * step], dst[j * step] = src[j] and dst[j * step] += src[j] for j < n. Constant
@@ -387,6 +460,33 @@ void scatter_add_strided(float* dst, const float* src, int64_t n, int64_t step) 
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j * step] += src[j];
   }
+}
+
+// even[i] = src[2 i] for i < n_even and odd[i] = src[2 i + 1] for i < n_odd, in one pass over src
+// (two strided gathers read every cache line of the row twice); interleave is the inverse. The
+// two phases of a stride-2 row (PhasedRow::paired).
+SOFTPOOL_MULTIVERSION
+void deinterleave(float* __restrict even, int64_t n_even, float* __restrict odd, int64_t n_odd,
+                  const float* __restrict src) {
+  const int64_t pairs = std::min(n_even, n_odd);
+  for (int64_t i = 0; i < pairs; ++i) {
+    even[i] = src[2 * i];
+    odd[i] = src[2 * i + 1];
+  }
+  for (int64_t i = pairs; i < n_even; ++i) even[i] = src[2 * i];
+  for (int64_t i = pairs; i < n_odd; ++i) odd[i] = src[2 * i + 1];
+}
+
+SOFTPOOL_MULTIVERSION
+void interleave(float* __restrict dst, const float* __restrict even, int64_t n_even, const float* __restrict odd,
+                int64_t n_odd) {
+  const int64_t pairs = std::min(n_even, n_odd);
+  for (int64_t i = 0; i < pairs; ++i) {
+    dst[2 * i] = even[i];
+    dst[2 * i + 1] = odd[i];
+  }
+  for (int64_t i = pairs; i < n_even; ++i) dst[2 * i] = even[i];
+  for (int64_t i = pairs; i < n_odd; ++i) dst[2 * i + 1] = odd[i];
 }
 
 namespace {
@@ -694,12 +794,21 @@ namespace {
 // of once per tap). A -inf tap has weight exactly 0, as in the scalar body, which skips it.
 // A position is a block of `block` consecutive floats: 1 for NCTHW rows, C for channels_last_3d
 // rows, whose positions hold all channels side by side (lane = position * C + channel).
+// Floats past the end of a phase-split row or accumulator that the lane loops may touch when
+// reading a tap run (TapRuns) or adding to one (AccumulatorRuns): a block of 16 lanes at most
+// 15 past the last used lane.
+constexpr int64_t kRunSlack = 16;
+
 struct PhasedRow {
   int64_t stride = 1, block = 1, phase_length = 0;  // phase_length in positions
   std::vector<float> phases;
   // per phase r: the indices [first, last) that hold input columns (the rest is padding), and
   // input column first * stride + r - padding where they start; integer divisions stay out of loops
   std::vector<int64_t> first, last, first_column;
+  // stride 2 with the phases' first columns side by side (low_phase holds the lower one): one pass
+  // over the row fills both phases (load) or writes both back (unload)
+  bool paired = false;
+  int64_t low_phase = 0;
 
   // long enough for the reach of the last window and for the whole input row (whose last columns
   // may lie in no window: the backward gives them 0 from this layout)
@@ -710,7 +819,7 @@ struct PhasedRow {
                                g.padding[2] + g.input_size[2]) +
                       g.stride[2] - 1) /
                      g.stride[2]),
-        phases(static_cast<size_t>(phase_length * stride * block)) {
+        phases(static_cast<size_t>(phase_length * stride * block + kRunSlack)) {
     const int64_t W = g.input_size[2], padding = g.padding[2];
     for (int64_t r = 0; r < stride; ++r) {
       const int64_t begin = std::min(phase_length, ceil_div(padding - r, stride));
@@ -718,21 +827,53 @@ struct PhasedRow {
       last.push_back(std::max(begin, std::min(phase_length, ceil_div(W + padding - r, stride))));
       first_column.push_back(begin * stride + r - padding);
     }
+    if (stride == 2) {
+      low_phase = first_column[0] < first_column[1] ? 0 : 1;
+      paired = first_column[1 - low_phase] == first_column[low_phase] + 1;
+    }
   }
+
+  float* phase_data(int64_t r) { return phases.data() + r * phase_length * block; }
 
   // row: the input row's first element; column_step: its stride between columns (for blocks, the
   // block's elements are consecutive)
   template <typename scalar_t>
   void load(const scalar_t* row, int64_t column_step) {
     constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+    const bool one_pass = std::is_same_v<scalar_t, float> && paired && block == 1 && column_step == 1;
     for (int64_t r = 0; r < stride; ++r) {
       float* phase = phases.data() + r * phase_length * block;
       std::fill(phase, phase + first[r] * block, kMinusInf);
-      if (last[r] > first[r]) {
+      if (last[r] > first[r] && !one_pass) {
         gather_blocks(phase + first[r] * block, row + first_column[r] * column_step, last[r] - first[r], block,
                       stride * column_step);
       }
       std::fill(phase + last[r] * block, phase + phase_length * block, kMinusInf);
+    }
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (one_pass) {
+        const int64_t lo = low_phase, hi = 1 - low_phase;
+        deinterleave(phase_data(lo) + first[lo], last[lo] - first[lo], phase_data(hi) + first[hi],
+                     last[hi] - first[hi], row + first_column[lo]);
+      }
+    }
+  }
+
+  // The inverse of load for an accumulator row of this layout (acc_row): its input columns into
+  // dst_row (padded positions are dropped).
+  template <typename scalar_t>
+  void unload(scalar_t* dst_row, const float* acc_row) const {
+    auto phase_start = [&](int64_t r) { return acc_row + (r * phase_length + first[r]) * block; };
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (paired && block == 1) {
+        const int64_t lo = low_phase, hi = 1 - low_phase;
+        interleave(dst_row + first_column[lo], phase_start(lo), last[lo] - first[lo], phase_start(hi),
+                   last[hi] - first[hi]);
+        return;
+      }
+    }
+    for (int64_t r = 0; r < stride; ++r) {
+      scatter_blocks(dst_row + first_column[r] * block, phase_start(r), last[r] - first[r], block, stride * block);
     }
   }
 
@@ -790,6 +931,7 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
     std::vector<float> taps(static_cast<size_t>(kernel_taps(g) * kLanes));
     std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g, block));
     const std::vector<int64_t> tap_offsets = kernel_tap_offsets(window_rows[0], g);
+    std::vector<const float*> tap_runs(static_cast<size_t>(kernel_taps(g)));
     float max_x[kLanes], delta[kLanes], log_den[kLanes];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % row_channels;
@@ -839,11 +981,14 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
             }
           }
         }
-        for (int64_t q = 0; q < r && !all_interior; ++q, k += g.kernel[2]) {
-          copy_runs(taps.data() + k * kLanes, kLanes, window_rows[q].tap(0, ow0), tap_offsets.data(), g.kernel[2],
-                    lanes);
+        if (all_interior) {
+          lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        } else {  // the taps straight from the phase-split rows
+          for (int64_t q = 0; q < r; ++q) {
+            for (int64_t kw = 0; kw < g.kernel[2]; ++kw) tap_runs[k++] = window_rows[q].tap(0, ow0) + tap_offsets[kw];
+          }
+          lanes_forward_runs(tap_runs.data(), k, lanes, inv_t, max_x, delta, log_den);
         }
-        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
         const int64_t e0 = ow0 * block;
         if constexpr (std::is_same_v<scalar_t, float>) {
           if (finish_float_lanes(max_x, delta, log_den, lanes, inv_t, out_row + e0,
@@ -953,6 +1098,8 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     std::vector<float> coefficients(taps.size());
     std::vector<PhasedRow> window_rows(static_cast<size_t>(g.kernel[0] * g.kernel[1]), PhasedRow(g, block));
     const std::vector<int64_t> tap_offsets = kernel_tap_offsets(window_rows[0], g);
+    std::vector<const float*> tap_runs(taps.size() / kLanes);
+    std::vector<float*> gradient_runs(taps.size() / kLanes);
     // The accumulator holds each input row as its padded, phase-split copy (the layout of PhasedRow),
     // so that a tap's gradients for 64 lanes are one contiguous add; padded positions collect
     // zeros (and the special values of -inf padding taps) and are dropped when a row is written.
@@ -993,7 +1140,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       } else if (direct) {
         std::fill(direct_plane + slices_begin * H * W, direct_plane + slices_end * H * W, 0.0f);
       } else {
-        acc.assign(static_cast<size_t>(ring_slices * ring_rows * row_length), 0.0f);
+        acc.assign(static_cast<size_t>(ring_slices * ring_rows * row_length + kRunSlack), 0.0f);
       }
       // where the gradient of input row (t, h) accumulates
       auto acc_row_of = [&](int64_t t, int64_t h) {
@@ -1004,12 +1151,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
       auto write_row = [&](int64_t t, int64_t h) {  // into grad_input, then cleared for the next row
         scalar_t* dst_row = dst + (t * H + h) * W * block;
         float* acc_row = acc_row_of(t, h);
-        for (int64_t phase = 0; phase < stride_w; ++phase) {
-          const PhasedRow& layout = window_rows[0];
-          scatter_blocks(dst_row + layout.first_column[phase] * block,
-                         acc_row + (phase * phase_length + layout.first[phase]) * block,
-                         layout.last[phase] - layout.first[phase], block, stride_w * block);
-        }
+        window_rows[0].unload(dst_row, acc_row);
         std::fill(acc_row, acc_row + row_length, 0.0f);
       };
       int64_t written = slices_begin;  // whole planes: this task's input slices [slices_begin, written) are done
@@ -1061,26 +1203,47 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                 gather_lanes(gy + o * block, grad_row + (ow0 + o) * grad_w, block, grad_c);
               }
             }
-            for (int64_t j = lanes; j < kLanes; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
-            int64_t k = 0;
-            for (int64_t a = 0; a < st.count; ++a) {
-              for (int64_t b = 0; b < sh.count; ++b) {
-                const scalar_t* src_row =
-                    plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
-                // lanes past `lanes` keep values of earlier chunks: computed, never scattered
-                if (!all_interior) {
-                  copy_runs(taps.data() + k * kLanes, kLanes, window_rows[a * sh.count + b].tap(0, ow0),
-                            tap_offsets.data(), g.kernel[2], lanes);
-                  k += g.kernel[2];
-                  continue;
-                }
-                gather_row_taps(taps.data() + k * kLanes, src_row, in_s.w, ow0, lanes, g);  // no padding
-                k += g.kernel[2];
-              }
-            }
+            // the lane loops run whole blocks of 16: the lanes up to the block's end get defined values
+            for (int64_t j = lanes; j < (lanes + 15) / 16 * 16; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             float variance[kLanes];  // for g * dy/dT of each window, from the same weights
-            const bool all_finite = lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t,
-                                                   coefficients.data(), grad_temperature != nullptr ? variance : nullptr);
+            float* const variance_out = grad_temperature != nullptr ? variance : nullptr;
+            // Finite windows over phase-split rows (the common case): one loop reads the taps from
+            // the rows and adds the gradients into the accumulator rows, with no buffer in between.
+            const bool fused = !all_interior && lanes_finite(y, off, res, lanes);
+            bool all_finite = fused;
+            int64_t k = 0;
+            if (fused) {
+              for (int64_t a = 0; a < st.count; ++a) {
+                for (int64_t b = 0; b < sh.count; ++b) {
+                  const float* taps_row = window_rows[a * sh.count + b].tap(0, ow0);
+                  float* acc_run = acc_row_of(st.first + a * st.step, sh.first + b * sh.step) + ow0 * block;
+                  for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++k) {
+                    tap_runs[k] = taps_row + tap_offsets[kw];
+                    gradient_runs[k] = acc_run + tap_offsets[kw];
+                  }
+                }
+              }
+              lanes_backward_runs(tap_runs.data(), k, lanes, y, off, res, gy, inv_t, gradient_runs.data(),
+                                  variance_out);
+            } else {
+              for (int64_t a = 0; a < st.count; ++a) {
+                for (int64_t b = 0; b < sh.count; ++b) {
+                  const scalar_t* src_row =
+                      plane + (st.first + a * st.step) * in_s.t + (sh.first + b * sh.step) * in_s.h;
+                  // lanes past `lanes` keep values of earlier chunks: computed, never scattered
+                  if (!all_interior) {
+                    copy_runs(taps.data() + k * kLanes, kLanes, window_rows[a * sh.count + b].tap(0, ow0),
+                              tap_offsets.data(), g.kernel[2], lanes);
+                    k += g.kernel[2];
+                    continue;
+                  }
+                  gather_row_taps(taps.data() + k * kLanes, src_row, in_s.w, ow0, lanes, g);  // no padding
+                  k += g.kernel[2];
+                }
+              }
+              all_finite = lane_gradients(taps.data(), k, lanes, y, off, res, gy, inv_t, coefficients.data(),
+                                          variance_out);
+            }
             if (grad_temperature != nullptr) {
               float* grad_t_row = grad_temperature + e0;
               // temperature_gradient(-variance, g), in a loop that vectorises
@@ -1094,6 +1257,7 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                     gy[j]);
               }
             }
+            if (fused) continue;  // the gradients are in the accumulator already
             k = 0;
             for (int64_t a = 0; a < st.count; ++a) {
               for (int64_t b = 0; b < sh.count; ++b) {
