@@ -805,8 +805,8 @@ struct PhasedRow {
   // per phase r: the indices [first, last) that hold input columns (the rest is padding), and
   // input column first * stride + r - padding where they start; integer divisions stay out of loops
   std::vector<int64_t> first, last, first_column;
-  // stride 2 with the phases' first columns side by side (low_phase holds the lower one): one pass
-  // over the row fills both phases (load) or writes both back (unload)
+  // NCTHW rows (block 1) of stride 2 with the phases' first columns side by side (low_phase holds
+  // the lower one): one pass over the row fills both phases (load) or writes both back (unload)
   bool paired = false;
   int64_t low_phase = 0;
 
@@ -827,7 +827,7 @@ struct PhasedRow {
       last.push_back(std::max(begin, std::min(phase_length, ceil_div(W + padding - r, stride))));
       first_column.push_back(begin * stride + r - padding);
     }
-    if (stride == 2) {
+    if (stride == 2 && block == 1) {
       low_phase = first_column[0] < first_column[1] ? 0 : 1;
       paired = first_column[1 - low_phase] == first_column[low_phase] + 1;
     }
@@ -840,9 +840,9 @@ struct PhasedRow {
   template <typename scalar_t>
   void load(const scalar_t* row, int64_t column_step) {
     constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
-    const bool one_pass = std::is_same_v<scalar_t, float> && paired && block == 1 && column_step == 1;
+    const bool one_pass = std::is_same_v<scalar_t, float> && paired && column_step == 1;
     for (int64_t r = 0; r < stride; ++r) {
-      float* phase = phases.data() + r * phase_length * block;
+      float* phase = phase_data(r);
       std::fill(phase, phase + first[r] * block, kMinusInf);
       if (last[r] > first[r] && !one_pass) {
         gather_blocks(phase + first[r] * block, row + first_column[r] * column_step, last[r] - first[r], block,
@@ -865,7 +865,7 @@ struct PhasedRow {
   void unload(scalar_t* dst_row, const float* acc_row) const {
     auto phase_start = [&](int64_t r) { return acc_row + (r * phase_length + first[r]) * block; };
     if constexpr (std::is_same_v<scalar_t, float>) {
-      if (paired && block == 1) {
+      if (paired) {
         const int64_t lo = low_phase, hi = 1 - low_phase;
         interleave(dst_row + first_column[lo], phase_start(lo), last[lo] - first[lo], phase_start(hi),
                    last[hi] - first[hi]);
