@@ -140,9 +140,36 @@ CASES = {
         (1, 2, 2, 7, 42), "rows", "rows", kernel=(1, 2, 3), stride=(1, 2, 2), ceil_mode=True
     ),
     # disjoint windows covering the input (k = s): the backward stores each gradient once, without
-    # a zero fill; k = s = 2 has its own de-interleaving loops, k = s = 3 the general ones
+    # a zero fill (float: the tiled pass; half types: k = s = 2 has its own de-interleaving loops,
+    # k = s = 3 the general ones)
     "rows_k_equals_s_2": PathCase((1, 3, 4, 6, 40), "rows", "rows", kernel=(2, 2, 2), stride=(2, 2, 2)),
     "rows_k_equals_s_3": PathCase((1, 2, 3, 6, 48), "rows", "rows", kernel=(3, 3, 3), stride=(3, 3, 3)),
+    # Windows that tile W (stride = kernel along W, unpadded float NCTHW rows): the backward's one
+    # contiguous pass per input row, with the windows' statistics spread over their columns.
+    # Temperature 0.6, the window's two rows along H in one run:
+    "rows_tiled_w_k2_temperature": PathCase(
+        (2, 4, 4, 6, 40), "rows", "rows", kernel=(2, 2, 2), stride=(2, 2, 2), temperature=0.6
+    ),
+    # windows overlapping along T and H (their gradients add up) and tiles of 4 columns
+    "rows_tiled_w_overlapping_th": PathCase(
+        (1, 4, 4, 7, 48), "rows", "rows", kernel=(2, 3, 4), stride=(1, 2, 4)
+    ),
+    # the last column (40) lies in no tile: its gradient is 0, the rows are one run each
+    "rows_tiled_w_uncovered_column": PathCase(
+        (1, 2, 4, 6, 41), "rows", "rows", kernel=(2, 2, 2), stride=(2, 2, 2)
+    ),
+    # dilation along H: a window's rows are apart (one run per row), ceil mode clips the last window
+    "rows_tiled_w_dilated_h_ceil": PathCase(
+        (1, 2, 3, 9, 40),
+        "rows",
+        "rows",
+        kernel=(1, 2, 2),
+        stride=(1, 2, 2),
+        dilation=(1, 2, 1),
+        ceil_mode=True,
+    ),
+    # one-column tiles (pooling along T only)
+    "rows_tiled_w_one_column": PathCase((1, 2, 6, 3, 70), "rows", "rows", kernel=(2, 1, 1), stride=(2, 1, 1)),
     # the last input column lies in no window (its gradient is 0)
     "rows_uncovered_tail": PathCase((1, 2, 2, 6, 42), "rows", "rows", kernel=(1, 2, 2), stride=(1, 2, 3)),
     # backward keeps a ring of input T-slices: 5 in flight (kernel 3, dilation 2), padding along T
@@ -248,6 +275,8 @@ def test_float64_runs_the_scalar_body_and_passes_gradcheck(name):
         ("few_channels_stem", "contiguous"),  # row lanes, special values at the row edges too
         ("channels_two_blocks", "channels_last"),
         ("channels_adaptive_overlap", "contiguous"),
+        ("rows_tiled_w_k2_temperature", "contiguous"),  # the tiled backward hands special windows back
+        ("rows_tiled_w_overlapping_th", "contiguous"),
     ],
 )
 def test_special_values_and_huge_range(name, layout):
@@ -289,6 +318,34 @@ def test_lanes_past_a_row_add_nothing_to_its_first_columns(layout):
     assert torch.isfinite(g_s).all()
     torch.testing.assert_close(y_v, y_s, rtol=2e-5, atol=2e-5)
     torch.testing.assert_close(g_v, g_s, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("grad_kind", ["expanded", "transposed"])
+def test_tiled_rows_read_strided_views(grad_kind):
+    """The tiled backward reads grad_output through its strides (loss = y.sum() gives an expanded
+    gradient, all strides 0; a transposed one steps OH along W) and input rows that are not
+    adjacent in memory (a view narrower than its storage: no one run over a window's rows)."""
+    case = CASES["rows_tiled_w_k2_temperature"]
+    torch.manual_seed(3)
+    x = (torch.randn(2, 4, 4, 6, 48) * 3)[..., 3:43]
+    output_size = case.pool(x).shape[2:]
+    assert x.shape[-1] == 40 and x.stride(3) == 48 and case.plan_of(x, output_size) == "rows"
+    if grad_kind == "expanded":
+        grad = torch.tensor(0.7).expand(x.shape[:2] + output_size)
+    else:
+        ot, oh, ow = output_size
+        grad = torch.randn(x.shape[:2] + (ot, ow, oh)).transpose(3, 4)
+        assert grad.stride(4) == output_size[1]
+    gradients = {}
+    for variant in ("scalar", "vectorized"):
+        xi = x.detach().requires_grad_()  # the view itself (clone would make it contiguous)
+        with cpu_kernel_variant(variant):
+            (gradients[variant],) = torch.autograd.grad(case.pool(xi), xi, grad)
+    g_s, g_v = gradients["scalar"], gradients["vectorized"]
+    torch.testing.assert_close(g_v, g_s, rtol=2e-5, atol=2e-5)
+    x64 = x.double().requires_grad_()
+    (ref_grad,) = torch.autograd.grad(case.reference(x64, output_size), x64, grad.double())
+    torch.testing.assert_close(g_v.double(), ref_grad, rtol=2e-5, atol=8e-5)
 
 
 def test_windows_backward_is_deterministic_and_zero_outside_windows():

@@ -41,6 +41,10 @@ bool finish_float_lanes(const float* max_x, const float* delta, const float* log
 void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
                                const float* output_residual, const float* grad_y, int64_t num_lanes,
                                float inv_temperature, float* acc);
+void store_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
+                          const float* output_residual, const float* grad_y, int64_t num_lanes,
+                          float inv_temperature, float* grad_x);
+void spread_lanes(float* dst, const float* src, int64_t n, int64_t repeat, int64_t copies);
 bool lanes_finite(const float* y, const float* log_weight_offset, const float* output_residual, int64_t num_lanes);
 void accumulate_windows(const float* x, const float* const* y, const float* const* log_weight_offset,
                         const float* const* output_residual, const float* const* grad_y, int64_t num_windows,
@@ -283,11 +287,17 @@ __attribute__((always_inline)) inline void lanes_forward_body(Taps taps, int64_t
     store16(numerator + j0, num);
     store16(denominator + j0, den);
   }
-  for (int64_t j = 0; j < num_lanes; ++j) {
-    max_out[j] = max_x[j];
-    delta[j] = numerator[j] / denominator[j];
-    log_denominator[j] = log_at_least_one(denominator[j]);
+  // in whole blocks of 16 (no scalar remainder loop), then the lanes asked for
+  float delta_all[kLanes], log_denominator_all[kLanes];
+  for (int64_t j0 = 0; j0 < width; j0 += 16) {
+    for (int64_t j = j0; j < j0 + 16; ++j) {
+      delta_all[j] = numerator[j] / denominator[j];
+      log_denominator_all[j] = log_at_least_one(denominator[j]);
+    }
   }
+  std::copy(max_x, max_x + num_lanes, max_out);
+  std::copy(delta_all, delta_all + num_lanes, delta);
+  std::copy(log_denominator_all, log_denominator_all + num_lanes, log_denominator);
 }
 
 }  // namespace
@@ -598,17 +608,56 @@ void scatter_taps(float* dst, const float* src, int64_t src_step, int64_t count,
   }
 }
 
+namespace {
+template <bool kAccumulate>
+inline __attribute__((always_inline)) void lane_gradients_body(const float* x, const float* y,
+                                                               const float* log_weight_offset,
+                                                               const float* output_residual, const float* grad_y,
+                                                               int64_t num_lanes, float inv_temperature,
+                                                               float* __restrict out) {
+  for (int64_t j = 0; j < num_lanes; ++j) {
+    const float v = (x[j] - y[j]) * inv_temperature;
+    const float weight = exp_nonpositive(v + log_weight_offset[j]);
+    const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
+    put<kAccumulate>(out[j], weight > 0.0f ? value : 0.0f);
+  }
+}
+}  // namespace
+
 // acc[lane] += the gradient one window sends to input x[lane] (window_gradient), for lanes of
 // windows with finite output and statistics (lanes_finite).
 SOFTPOOL_MULTIVERSION
 void accumulate_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
                                const float* output_residual, const float* grad_y, int64_t num_lanes,
                                float inv_temperature, float* acc) {
-  for (int64_t j = 0; j < num_lanes; ++j) {
-    const float v = (x[j] - y[j]) * inv_temperature;
-    const float weight = exp_nonpositive(v + log_weight_offset[j]);
-    const float value = grad_y[j] * weight * (1.0f + v - output_residual[j]);
-    acc[j] += weight > 0.0f ? value : 0.0f;
+  lane_gradients_body<true>(x, y, log_weight_offset, output_residual, grad_y, num_lanes, inv_temperature, acc);
+}
+
+// As accumulate_lane_gradients, storing the gradient: the only window of each input.
+SOFTPOOL_MULTIVERSION
+void store_lane_gradients(const float* x, const float* y, const float* log_weight_offset,
+                          const float* output_residual, const float* grad_y, int64_t num_lanes,
+                          float inv_temperature, float* grad_x) {
+  lane_gradients_body<false>(x, y, log_weight_offset, output_residual, grad_y, num_lanes, inv_temperature, grad_x);
+}
+
+// dst[c * n * repeat + j * repeat + r] = src[j] for j < n, r < repeat and c < copies: the values of
+// windows `repeat` columns wide spread over their columns, for each of `copies` rows.
+SOFTPOOL_MULTIVERSION
+void spread_lanes(float* __restrict dst, const float* __restrict src, int64_t n, int64_t repeat, int64_t copies) {
+  for (int64_t c = 0; c < copies; ++c, dst += n * repeat) {
+    if (repeat == 1) {
+      for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+    } else if (repeat == 2) {
+      for (int64_t j = 0; j < n; ++j) {
+        dst[2 * j] = src[j];
+        dst[2 * j + 1] = src[j];
+      }
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t r = 0; r < repeat; ++r) dst[j * repeat + r] = src[j];
+      }
+    }
   }
 }
 
@@ -1060,6 +1109,50 @@ inline bool windows_cover_input(const Geometry& g) {
   return true;
 }
 
+// The gradient of one row of windows that tile W (backward_rows' `tile`) into an unpadded float
+// grad_input plane: the windows' y, statistics and grad_output are spread over their `tile` columns
+// each (and repeated for each of the window's rows when those are one run of memory), then every
+// input row of the windows is one contiguous pass (store_lane_gradients, or accumulate when windows
+// overlap along T or H). Returns false, having written nothing, when a window is not finite (the caller's loops
+// and the scalar body handle it).
+inline bool tiled_columns(const float* plane, const Strides3& in_s, float* grad_plane, int64_t H, int64_t W,
+                          const float* y_row, const float* offset_row, const float* residual_row,
+                          const float* grad_row, int64_t grad_w, int64_t OW, int64_t tile, bool tiles_cover_rows,
+                          const Span& st, const Span& sh, float inv_t, bool accumulate, float* grad_of_row,
+                          float* spread, int64_t spread_length) {
+  if (!lanes_finite(y_row, offset_row, residual_row, OW)) return false;
+  if (grad_w != 1) {
+    gather_lanes(grad_of_row, grad_row, OW, grad_w);
+    grad_row = grad_of_row;
+  }
+  const bool one_run = tiles_cover_rows && (sh.count == 1 || sh.step == 1);
+  const int64_t row_length = OW * tile, rows = one_run ? sh.count : 1;
+  float* const spread_y = spread;
+  float* const spread_offset = spread + spread_length;
+  float* const spread_residual = spread + 2 * spread_length;
+  float* const spread_grad = spread + 3 * spread_length;
+  const float* sources[4] = {y_row, offset_row, residual_row, grad_row};
+  float* const spreads[4] = {spread_y, spread_offset, spread_residual, spread_grad};
+  for (int i = 0; i < 4; ++i) spread_lanes(spreads[i], sources[i], OW, tile, rows);
+  // one_run: the window's rows in one run (row stride W in the input and in grad_input)
+  const int64_t runs = one_run ? 1 : sh.count, run_length = rows * row_length;
+  for (int64_t a = 0; a < st.count; ++a) {
+    const int64_t t = st.first + a * st.step;
+    for (int64_t b = 0; b < runs; ++b) {
+      const int64_t h = sh.first + b * sh.step;
+      const float* x = plane + t * in_s.t + h * in_s.h;
+      float* grad_x = grad_plane + (t * H + h) * W;
+      if (accumulate) {
+        accumulate_lane_gradients(x, spread_y, spread_offset, spread_residual, spread_grad, run_length, inv_t,
+                                  grad_x);
+      } else {
+        store_lane_gradients(x, spread_y, spread_offset, spread_residual, spread_grad, run_length, inv_t, grad_x);
+      }
+    }
+  }
+  return true;
+}
+
 // block: as forward_rows.
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& output,
@@ -1083,6 +1176,25 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
   const bool all_interior = block == 1 && g.padding[2] == 0 && interior.begin == 0 && interior.end == OW;
   // disjoint windows that cover the input (k = s): each input element gets one window's gradient
   const bool each_input_once = windows_disjoint_everywhere(g) && windows_cover_input(g);
+  // Windows that tile W from column 0 (stride = kernel, no padding or dilation): each input column
+  // lies in one window, `tile` columns wide, so an unpadded float row's gradient is one contiguous
+  // pass over the row with its windows' statistics spread over their columns (tiled_columns below),
+  // with no tap buffers and no strided loads or stores. 0 when W is not tiled (or the input's
+  // columns are not contiguous, or dT is wanted too: its per-window sums need the tap loops).
+  int64_t tile = 0;
+  if (all_interior && std::is_same_v<scalar_t, float> && in_s.w == 1 && grad_temperature == nullptr) {
+    tile = window_span(g, 2, 0).count;
+    for (int64_t ow = 0; ow < OW && tile > 0; ++ow) {
+      const Span sw = window_span(g, 2, ow);
+      if (sw.first != ow * tile || sw.count != tile || (tile > 1 && sw.step != 1)) tile = 0;
+    }
+  }
+  // With tile columns covering the whole row and adjacent input rows, the rows of a window along
+  // H are one run of memory: one pass over all of them.
+  const bool tiles_cover_rows = tile > 0 && OW * tile == W && in_s.h == W;
+  int64_t window_rows_max = 1;
+  for (int64_t oh = 0; oh < OH; ++oh) window_rows_max = std::max(window_rows_max, window_span(g, 1, oh).count);
+  const int64_t spread_length = tiles_cover_rows ? window_rows_max * W : OW * tile;
   // A task is a plane, or one output T-slice of a plane when windows along T are disjoint (each
   // input T-slice then belongs to one output slice), so that few planes (N = 1, channels_last) still
   // split over threads. Task (p, ot) owns input slices [slice_begin(ot), slice_begin(ot + 1)).
@@ -1124,6 +1236,9 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
     for (int64_t t = 0; t < T; ++t) slice_slot[t] = t % slab_slices * ring_rows * row_length;
     std::vector<float> acc;
     float y[kLanes], off[kLanes], res[kLanes], gy[kLanes];
+    // tiled_columns: a row's grad_output, then y, offset, residual and grad_output spread over the columns
+    std::vector<float> grad_of_row(static_cast<size_t>(tile > 0 ? OW : 0));
+    std::vector<float> spread(static_cast<size_t>(tile > 0 ? 4 * spread_length : 0));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t p = task / t_tasks, ot_begin = t_tasks == 1 ? 0 : task % t_tasks;
       const int64_t ot_end = t_tasks == 1 ? OT : ot_begin + 1;
@@ -1180,6 +1295,14 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
           // rows above this window are complete (window starts only move down)
           if (!direct && ring_of_rows && sh.count > 0) write_rows_before(std::min(sh.first, H));
           if (!(st.count > 0 && sh.count > 0)) continue;  // empty windows (dilation) have no inputs
+          if constexpr (std::is_same_v<scalar_t, float>) {
+            if (tile > 0 && tiled_columns(plane, in_s, direct_plane, H, W, out + row * OW, offset_all + row * OW,
+                                          residual_all + row * OW, grad_row, grad_w, OW, tile, tiles_cover_rows,
+                                          st, sh, inv_t, !each_input_once, grad_of_row.data(), spread.data(),
+                                          spread_length)) {
+              continue;
+            }
+          }
           int64_t r = 0;
           for (int64_t a = 0; a < st.count; ++a) {
             for (int64_t b = 0; b < sh.count; ++b, ++r) {

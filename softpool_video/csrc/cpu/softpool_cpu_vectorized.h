@@ -14,7 +14,9 @@
 //     with a polynomial exp/log. Backward is a deterministic scatter: each task owns whole planes
 //     (n, c) or (n), or one output T-slice of them when windows along T are disjoint, and adds
 //     every window's contribution in a fixed order (into grad_input directly for unpadded float
-//     NCTHW rows, else into a float ring of the input T-slices still reached).
+//     NCTHW rows, else into a float ring of the input T-slices still reached). Unpadded float rows
+//     whose windows tile W (stride = kernel along W, e.g. k = s = 2) skip the taps: each input row
+//     is one contiguous pass, with its windows' statistics spread over their columns.
 //   - channels: the channels of one output position (other channels_last_3d inputs: adaptive or
 //     more than kLanes channels, where all channels share their window, so every window is regular; or short
 //     NCTHW rows with many channels). With few channels (C <= kLanes / 2) the lanes also hold
