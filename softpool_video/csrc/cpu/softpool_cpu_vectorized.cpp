@@ -1113,8 +1113,8 @@ inline bool windows_cover_input(const Geometry& g) {
 // grad_input plane: the windows' y, statistics and grad_output are spread over their `tile` columns
 // each (and repeated for each of the window's rows when those are one run of memory), then every
 // input row of the windows is one contiguous pass (store_lane_gradients, or accumulate when windows
-// overlap along T or H). Returns false, having written nothing, when a window is not finite (the caller's loops
-// and the scalar body handle it).
+// overlap along T or H). Returns false, having written nothing, when a window is not finite (the
+// caller's loops and the scalar body handle it).
 inline bool tiled_columns(const float* plane, const Strides3& in_s, float* grad_plane, int64_t H, int64_t W,
                           const float* y_row, const float* offset_row, const float* residual_row,
                           const float* grad_row, int64_t grad_w, int64_t OW, int64_t tile, bool tiles_cover_rows,
