@@ -6,10 +6,14 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <cstdint>
 #include <string>
+#include <tuple>
 
 namespace softpool_video {
 bool set_cpu_vectorized(bool enabled);  // cpu/softpool_cpu.cpp
+bool set_cpu_result_pool(bool enabled);  // cpu/softpool_cpu_memory.cpp
+std::tuple<int64_t, int64_t> cpu_result_pool_bytes();
 std::string cpu_plan(const at::Tensor& input, c10::IntArrayRef output_size, c10::IntArrayRef kernel_size,
                      c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool adaptive);
 }  // namespace softpool_video
@@ -64,6 +68,11 @@ TORCH_LIBRARY(softpool_video, m) {
   // Test hook: false forces the CPU kernels onto the shared scalar body (the code the GPU runs)
   // instead of the vectorised fast path. Returns the previous setting.
   m.def("_set_cpu_vectorized(bool enabled) -> bool", &softpool_video::set_cpu_vectorized);
+  // Test and benchmark hooks: false makes every large CPU result a fresh allocation, as torch's
+  // allocator would, and frees the pooled blocks (cpu/softpool_cpu_memory.h); the bytes of free blocks
+  // pooled now and the most it keeps.
+  m.def("_set_cpu_result_pool(bool enabled) -> bool", &softpool_video::set_cpu_result_pool);
+  m.def("_cpu_result_pool_bytes() -> (int pooled, int limit)", &softpool_video::cpu_result_pool_bytes);
   // Test hook: the CPU fast path a forward call with these arguments takes ("rows", "channels",
   // "windows", or "scalar"), so that the tests can prove each path is exercised.
   m.def("_cpu_plan(Tensor input, int[3] output_size, int[3] kernel_size, int[3] stride, int[3] padding, "

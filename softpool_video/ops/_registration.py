@@ -64,6 +64,24 @@ def cpu_kernel_variant(variant: str):
         torch.ops.softpool_video._set_cpu_vectorized(previous)
 
 
+@contextlib.contextmanager
+def cpu_result_pool(enabled: bool):
+    """Turn the CPU kernels' pool of large result blocks on or off inside the block.
+
+    Off, every large result (output, statistics, grad_input) is a fresh allocation, as torch's own
+    allocator would make, and the pooled blocks are freed; the memory benchmark measures that way
+    (csrc/cpu/softpool_cpu_memory.h explains the pool). Without the extension there is no pool.
+    """
+    if not HAVE_EXTENSION:
+        yield
+        return
+    previous = torch.ops.softpool_video._set_cpu_result_pool(enabled)
+    try:
+        yield
+    finally:
+        torch.ops.softpool_video._set_cpu_result_pool(previous)
+
+
 def output_is_channels_last(x: torch.Tensor) -> bool:
     """The layout rule of the kernels (softpool_launch.h: use_channels_last).
 

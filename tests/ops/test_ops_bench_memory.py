@@ -167,6 +167,9 @@ def test_softpool_temporaries_stay_within_its_output_bound(dtype, channels_last)
     # output in the input dtype and two float32 statistics per window
     assert memory.held == output_elements * (torch.finfo(dtype).bits // 8 + 8)
     assert memory.temporaries <= op.SOFTPOOL_TEMPORARY_BUFFERS * output_elements * 4
+    # and the peak counts the returned gradient and held tensors: the step is measured with fresh
+    # results, not on blocks the CPU result pool kept resident from the warm-up
+    assert memory.temporaries >= -RESOLUTION
 
 
 @linux_only
@@ -183,6 +186,44 @@ def test_benchmark_shape_reports_memory_and_the_table_the_softpool_line():
     assert "held MB" in table and "peak MB" in table and "temporaries MB" in table
     line = table.splitlines()[-1]
     assert line.startswith("  softpool3d temporaries: peak ") and "within O(output)" in line
+
+
+@linux_only
+def test_channels_last_shapes_time_softpool_on_a_contiguous_copy_in_the_same_rounds():
+    """The layout ratio compares SoftPool on the channels_last input with SoftPool on the same values
+    contiguous, timed in the same rounds (not across two shapes' runs, which the machine's drift skews)."""
+    seen = []
+
+    def softpool(x, s):
+        seen.append(
+            (x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last_3d), x.sum().item())
+        )
+        return sv.soft_pool3d(x, s.kernel, s.stride, s.padding)
+
+    methods = {"softpool3d": softpool, "max_pool3d": op._methods(op.composite_soft_pool)["max_pool3d"]}
+    spec = op.PoolShape("small cl", (1, 8, 4, 32, 32), (1, 3, 3), (1, 2, 2), (0, 1, 1), channels_last=True)
+    results = op.benchmark_shape(spec, methods, torch.device("cpu"), torch.float32, repeats=2)
+    assert set(results) == {"softpool3d", "max_pool3d", op.CONTIGUOUS_REFERENCE}
+    layouts = {(contiguous, cl) for contiguous, cl, _ in seen}
+    assert layouts == {(True, False), (False, True)}  # both layouts ran, each a different tensor
+    assert len({round(total, 3) for _, _, total in seen}) == 1  # on the same values
+    summary = op.format_layout_summary({"small cl": results}).splitlines()
+    assert summary[1] == "channels_last_3d vs contiguous (interleaved in the same rounds)"
+    soft, base = results["softpool3d"], results[op.CONTIGUOUS_REFERENCE]
+    assert summary[2].endswith(
+        f"forward {soft['forward_ms'] / base['forward_ms']:.2f}, "
+        f"forward+backward {soft['forward_backward_ms'] / base['forward_backward_ms']:.2f}"
+    )
+    # a contiguous shape has no reference row and no layout line
+    plain = op.benchmark_shape(
+        op.PoolShape("small", (1, 8, 4, 32, 32), (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        methods,
+        torch.device("cpu"),
+        torch.float32,
+        repeats=1,
+    )
+    assert op.CONTIGUOUS_REFERENCE not in plain
+    assert op.format_layout_summary({"small": plain}) == ""
 
 
 def _softpool_row(temporaries_mb: float, output_float_mb: float = 10.0) -> dict:

@@ -12,10 +12,7 @@
 #include <optional>
 #include <string>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "softpool_cpu_memory.h"
 #include "softpool_cpu_vectorized.h"
 #include "softpool_entry_points.h"
 #include "softpool_launch.h"
@@ -35,27 +32,6 @@ std::string cpu_plan(const at::Tensor& input, c10::IntArrayRef output_size, c10:
 }
 
 namespace {
-
-// Large results (grad_input above all) come fresh from mmap on every call: glibc maps blocks above
-// 32 MB anew and unmaps them on free, so each call pays one page fault per 4 KB page, measured at a
-// third of the slow stem's backward on one thread. Asking for transparent huge pages before the
-// first write makes that one fault per 2 MB. Only the 2 MB-aligned interior of the block is asked
-// for (madvise needs page-aligned ranges); where THP is off or the call fails, nothing changes.
-constexpr std::uintptr_t kHugePageBytes = std::uintptr_t(2) << 20;
-constexpr int64_t kHugePageMinimumBytes = int64_t(8) << 20;
-
-void ask_for_huge_pages(const at::Tensor& fresh) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const int64_t bytes = fresh.numel() * static_cast<int64_t>(fresh.element_size());
-  if (bytes < kHugePageMinimumBytes) return;
-  const auto begin = reinterpret_cast<std::uintptr_t>(fresh.data_ptr());
-  const std::uintptr_t first = (begin + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
-  const std::uintptr_t last = (begin + static_cast<std::uintptr_t>(bytes)) & ~(kHugePageBytes - 1);
-  if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#else
-  (void)fresh;
-#endif
-}
 
 // Elements per parallel task: a window costs tens of flops, so small chunks still pay.
 constexpr int64_t kElementGrain = 2048;
@@ -189,14 +165,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& inp
   const bool channels_last = use_channels_last(input);
   const std::vector<int64_t> sizes = {input.size(0), input.size(1), output_size[0], output_size[1], output_size[2]};
   const at::ScalarType stat_dtype = statistic_dtype(input.scalar_type());
-  at::Tensor output = empty_pooled(input, sizes, input.scalar_type(), channels_last);
+  at::Tensor output = empty_cpu_result(sizes, input.scalar_type(), channels_last);
   at::Tensor offset, residual;
   if (statistics) {
-    offset = empty_pooled(input, sizes, stat_dtype, channels_last);
-    residual = empty_pooled(input, sizes, stat_dtype, channels_last);
-  }
-  for (const at::Tensor* fresh : {&output, &offset, &residual}) {
-    if (fresh->defined()) ask_for_huge_pages(*fresh);
+    offset = empty_cpu_result(sizes, stat_dtype, channels_last);
+    residual = empty_cpu_result(sizes, stat_dtype, channels_last);
   }
   if (output.numel() == 0) return {output, offset, residual};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_cpu", [&] {
@@ -215,11 +188,10 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output, c
                                                 const at::Tensor& residual, const Geometry& g,
                                                 const TemperatureArg& temperature, bool want_temperature) {
   const bool channels_last = use_channels_last(input);
-  at::Tensor grad_input = empty_pooled(input, input.sizes(), input.scalar_type(), channels_last);
-  ask_for_huge_pages(grad_input);
+  at::Tensor grad_input = empty_cpu_result(input.sizes(), input.scalar_type(), channels_last);
   at::Tensor grad_temperature;
   if (want_temperature) {
-    grad_temperature = empty_pooled(input, output.sizes(), statistic_dtype(input.scalar_type()), channels_last);
+    grad_temperature = empty_cpu_result(output.sizes(), statistic_dtype(input.scalar_type()), channels_last);
   }
   if (grad_input.numel() == 0) return {grad_input, grad_temperature};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_backward_cpu", [&] {
@@ -243,7 +215,7 @@ at::Tensor jvp_cpu(const at::Tensor& tangent, const at::Tensor& input, const at:
                    const at::Tensor& offset, const at::Tensor& residual, const Geometry& g,
                    const TemperatureArg& temperature) {
   const bool channels_last = use_channels_last(input);
-  at::Tensor output_tangent = empty_pooled(input, output.sizes(), input.scalar_type(), channels_last);
+  at::Tensor output_tangent = empty_cpu_result(output.sizes(), input.scalar_type(), channels_last);
   if (output_tangent.numel() == 0) return output_tangent;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "soft_pool3d_jvp_cpu", [&] {
     jvp_scalar<scalar_t>(tangent, input, output, offset, residual, output_tangent, g, temperature, channels_last);
