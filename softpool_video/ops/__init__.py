@@ -1,7 +1,7 @@
 """The SoftPool operator: functional API, modules, the reference implementation and build info."""
 
 from softpool_video.ops._extension import HAVE_EXTENSION, extension_info
-from softpool_video.ops._registration import cpu_kernel_variant, cpu_result_pool
+from softpool_video.ops._registration import cpu_kernel_variant, cpu_result_pool, set_cpu_result_pool
 from softpool_video.ops.modules import (
     AdaptiveSoftPool1d,
     AdaptiveSoftPool2d,
@@ -34,6 +34,7 @@ __all__ = [
     "adaptive_soft_pool3d",
     "cpu_kernel_variant",
     "cpu_result_pool",
+    "set_cpu_result_pool",
     "extension_info",
     "pool_output_size",
     "soft_pool1d",

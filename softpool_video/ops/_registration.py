@@ -64,22 +64,29 @@ def cpu_kernel_variant(variant: str):
         torch.ops.softpool_video._set_cpu_vectorized(previous)
 
 
-@contextlib.contextmanager
-def cpu_result_pool(enabled: bool):
-    """Turn the CPU kernels' pool of large result blocks on or off inside the block.
+def set_cpu_result_pool(enabled: bool) -> bool:
+    """Turn the CPU kernels' pool of large result blocks on (the default) or off; returns the
+    previous setting.
 
     Off, every large result (output, statistics, grad_input) is a fresh allocation, as torch's own
-    allocator would make, and the pooled blocks are freed; the memory benchmark measures that way
-    (csrc/cpu/softpool_cpu_memory.h explains the pool). Without the extension there is no pool.
+    allocator would make, and the pooled blocks are freed at once (csrc/cpu/softpool_cpu_memory.h
+    explains the pool). Without the extension there is no pool and this returns False.
     """
     if not HAVE_EXTENSION:
-        yield
-        return
-    previous = torch.ops.softpool_video._set_cpu_result_pool(enabled)
+        return False
+    return torch.ops.softpool_video._set_cpu_result_pool(bool(enabled))
+
+
+@contextlib.contextmanager
+def cpu_result_pool(enabled: bool):
+    """``set_cpu_result_pool(enabled)`` inside the block, the previous setting after it (the memory
+    benchmark measures its steps inside ``cpu_result_pool(False)``)."""
+    previous = set_cpu_result_pool(enabled)
     try:
         yield
     finally:
-        torch.ops.softpool_video._set_cpu_result_pool(previous)
+        if HAVE_EXTENSION:
+            set_cpu_result_pool(previous)
 
 
 def output_is_channels_last(x: torch.Tensor) -> bool:

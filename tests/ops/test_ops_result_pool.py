@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import softpool_video as sv
-from softpool_video.ops import HAVE_EXTENSION, cpu_result_pool
+from softpool_video.ops import HAVE_EXTENSION, cpu_result_pool, set_cpu_result_pool
 
 pytestmark = pytest.mark.skipif(not HAVE_EXTENSION, reason="the pool belongs to the compiled CPU kernels")
 
@@ -102,6 +102,8 @@ def test_turning_the_pool_off_frees_its_blocks_and_makes_results_fresh():
     sv.soft_pool3d(x, KERNEL, STRIDE).sum().backward()
     x.grad = None
     assert _pooled_bytes() == 8 * MB
+    assert set_cpu_result_pool(False) is True and _pooled_bytes() == 0  # the plain setter, too
+    assert set_cpu_result_pool(True) is False
     with cpu_result_pool(False):
         assert _pooled_bytes() == 0
         sv.soft_pool3d(x, KERNEL, STRIDE).sum().backward()
@@ -110,6 +112,8 @@ def test_turning_the_pool_off_frees_its_blocks_and_makes_results_fresh():
     sv.soft_pool3d(x, KERNEL, STRIDE).sum().backward()
     x.grad = None
     assert _pooled_bytes() == 8 * MB
+    assert set_cpu_result_pool(False) is True and _pooled_bytes() == 0  # the plain setter, too
+    assert set_cpu_result_pool(True) is False
 
 
 def test_small_results_are_not_pooled():
