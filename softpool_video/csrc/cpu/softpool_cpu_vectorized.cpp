@@ -766,6 +766,12 @@ float segment_max(const float* x, int64_t n, float max_x) {
     const Lanes16 block = load16(x + i);
     m = block > m ? block : m;
   }
+  if (i < n && n >= kReductionWidth) {
+    // the tail as the segment's last full block: max is idempotent, so re-reading lanes is harmless
+    const Lanes16 block = load16(x + n - kReductionWidth);
+    m = block > m ? block : m;
+    i = n;
+  }
   for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
   const float lanes_max = max_lanes(m);
   return lanes_max > max_x ? lanes_max : max_x;
@@ -775,20 +781,27 @@ SOFTPOOL_MULTIVERSION
 void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
                          float* numerator) {
   Lanes16 den = broadcast<Lanes16>(0.0f), num = broadcast<Lanes16>(0.0f);
-  // the tail is padded with -inf, whose weight is exactly 0, so one vector body does every element
-  float tail[kReductionWidth];
-  for (int64_t i = 0; i < n; i += kReductionWidth) {
-    const float* block = x + i;
-    if (i + kReductionWidth > n) {
-      for (int64_t j = 0; j < kReductionWidth; ++j) {
-        tail[j] = i + j < n ? x[i + j] : -std::numeric_limits<float>::infinity();
-      }
-      block = tail;
-    }
-    const Lanes16 d = load16(block) - max_x;
+  const auto add_block = [&](Lanes16 d) __attribute__((always_inline)) {
     const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
     den += weight;
     num += kept ? weight * d : broadcast<Lanes16>(0.0f);
+  };
+  int64_t i = 0;
+  for (; i + kReductionWidth <= n; i += kReductionWidth) add_block(load16(x + i) - max_x);
+  if (i < n) {
+    // The tail: -inf in the lanes past it, whose weight is exactly 0. A segment of at least one
+    // block re-reads its last full block with the lanes already summed set to -inf (no scalar
+    // copy, whose store-to-load forwarding stall cost as much as two blocks).
+    const Lanes16 negative_infinity = broadcast<Lanes16>(-kFloatInfinity);
+    if (n >= kReductionWidth) {
+      const Lanes16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+      const Lanes16 d = load16(x + n - kReductionWidth) - max_x;
+      add_block(lane < static_cast<int32_t>(i + kReductionWidth - n) ? negative_infinity : d);
+    } else {
+      float tail[kReductionWidth];
+      for (int64_t j = 0; j < kReductionWidth; ++j) tail[j] = j < n ? x[j] : -kFloatInfinity;
+      add_block(load16(tail) - max_x);
+    }
   }
   *denominator += sum_lanes(den);
   *numerator += sum_lanes(num);
@@ -1770,9 +1783,12 @@ void forward_windows(const at::Tensor& input, const at::Tensor& output, const at
           segment_weight_sums(x, n, max_x, inv_t, &denominator, &numerator);
         });
       }
-      const float delta = numerator / denominator, log_den = log_at_least_one(denominator);
+      // the normaliser is at least the max's weight 1, so finite unless NaN; an inference forward
+      // needs no log (its output is max + delta)
+      const float delta = numerator / denominator;
+      const float log_den = offset_out != nullptr && finite(denominator) ? log_at_least_one(denominator) : 0.0f;
       // NaN, infinite and empty windows: the shared scalar body defines them
-      const WindowResult<float> r = finite(max_x) && finite(delta) && finite(log_den)
+      const WindowResult<float> r = finite(max_x) && finite(delta) && finite(denominator)
                                         ? finish_window<scalar_t>(max_x, delta, log_den, inv_t)
                                         : forward_window<scalar_t, float>(plane, in_s, st, sh, sw, inv_t);
       out[o] = static_cast<scalar_t>(r.output);
