@@ -45,6 +45,36 @@ def test_inference_output_is_bitwise_the_differentiable_output(name, dtype, layo
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_inference_sends_special_windows_to_the_scalar_body(name, layout):
+    """The vector loops of an inference forward skip the log-normaliser, so only the window max and
+    delta tell them a window is special (NaN, +-inf, a range beyond exp's): the output must still be
+    the scalar body's, and bitwise the differentiable op's."""
+    case = CASES[name]
+    torch.manual_seed(7)
+    x = torch.randn(case.shape) * 3
+    flat = x.view(-1)
+    # every 11th element of plane 0 NaN and of plane 1 +inf: the cases with inputs between their
+    # windows see some of them, and most windows hold at most one
+    plane = x.shape[2] * x.shape[3] * x.shape[4]
+    flat[0:plane:11] = float("nan")
+    flat[plane : 2 * plane : 11] = float("inf")
+    flat[-2] = float("-inf")
+    x[0, min(2, x.shape[1] - 1)] *= 1e30  # weights underflow to exactly 0
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        vectorized = case.pool(x)
+        with cpu_kernel_variant("scalar"):
+            scalar = case.pool(x)
+    differentiable = case.pool(x.clone().requires_grad_(True)).detach()
+    assert torch.isnan(vectorized).any() and torch.isposinf(vectorized).any()
+    # the vector exp differs from the scalar one by an ulp in ordinary windows
+    torch.testing.assert_close(vectorized, scalar, rtol=2e-5, atol=2e-5, equal_nan=True)
+    torch.testing.assert_close(vectorized, differentiable, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("name", ["rows_stem", "windows_global_head", "few_channels_stem"])
 def test_inference_with_a_per_channel_temperature_matches_the_tempered_op(name, layout):
     case = CASES[name]

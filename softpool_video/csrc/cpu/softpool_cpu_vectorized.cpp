@@ -290,13 +290,16 @@ __attribute__((always_inline)) inline void lanes_forward_body(Taps taps, int64_t
   // in whole blocks of 16 (no scalar remainder loop), then the lanes asked for
   float delta_all[kLanes], log_denominator_all[kLanes];
   for (int64_t j0 = 0; j0 < width; j0 += 16) {
-    for (int64_t j = j0; j < j0 + 16; ++j) {
-      delta_all[j] = numerator[j] / denominator[j];
-      log_denominator_all[j] = log_at_least_one(denominator[j]);
-    }
+    for (int64_t j = j0; j < j0 + 16; ++j) delta_all[j] = numerator[j] / denominator[j];
   }
   std::copy(max_x, max_x + num_lanes, max_out);
   std::copy(delta_all, delta_all + num_lanes, delta);
+  // Inference (log_denominator null) needs only max + delta. A normaliser that is not finite (NaN:
+  // a NaN tap) makes delta NaN too, so the callers' finiteness checks still send it to the scalar body.
+  if (log_denominator == nullptr) return;
+  for (int64_t j0 = 0; j0 < width; j0 += 16) {
+    for (int64_t j = j0; j < j0 + 16; ++j) log_denominator_all[j] = log_at_least_one(denominator[j]);
+  }
   std::copy(log_denominator_all, log_denominator_all + num_lanes, log_denominator);
 }
 
@@ -994,7 +997,10 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
     std::vector<PhasedRow> window_rows(static_cast<size_t>(row_taps), PhasedRow(g, block));
     const std::vector<int64_t> tap_offsets = kernel_tap_offsets(window_rows[0], g);
     std::vector<const float*> tap_runs(static_cast<size_t>(kernel_taps(g)));
-    float max_x[kLanes], delta[kLanes], log_den[kLanes];
+    float max_x[kLanes], delta[kLanes];
+    // an inference forward (no statistics) skips the log-normaliser: log_den stays 0, which the output ignores
+    float log_den[kLanes] = {};
+    float* const log_den_out = offset_out != nullptr ? log_den : nullptr;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % OH, ot = (row / OH) % OT, c = (row / (OH * OT)) % row_channels;
       const int64_t n = row / (OH * OT * row_channels);
@@ -1044,12 +1050,12 @@ void forward_rows(const at::Tensor& input, const at::Tensor& output, const at::T
           }
         }
         if (all_interior) {
-          lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+          lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den_out);
         } else {  // the taps straight from the phase-split rows
           for (int64_t q = 0; q < r; ++q) {
             for (int64_t kw = 0; kw < g.kernel[2]; ++kw) tap_runs[k++] = window_rows[q].tap(0, ow0) + tap_offsets[kw];
           }
-          lanes_forward_runs(tap_runs.data(), k, lanes, inv_t, max_x, delta, log_den);
+          lanes_forward_runs(tap_runs.data(), k, lanes, inv_t, max_x, delta, log_den_out);
         }
         const int64_t e0 = ow0 * block;
         if constexpr (std::is_same_v<scalar_t, float>) {
@@ -1448,7 +1454,10 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
   const Interior interior = g.adaptive ? Interior{0, 0} : interior_along_w(g);
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> taps(static_cast<size_t>(max_taps * kLanes));
-    float max_x[kLanes], delta[kLanes], log_den[kLanes];
+    float max_x[kLanes], delta[kLanes];
+    // an inference forward (no statistics) skips the log-normaliser: log_den stays 0, which the output ignores
+    float log_den[kLanes] = {};
+    float* const log_den_out = offset_out != nullptr ? log_den : nullptr;
     for (int64_t pos = begin; pos < end; ++pos) {
       const int64_t ow = pos % OW, oh = (pos / OW) % OH, ot = (pos / (OW * OH)) % OT, n = pos / (OW * OH * OT);
       const Span st = window_span(g, 0, ot), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
@@ -1471,7 +1480,7 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
             }
           }
         }
-        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den_out);
         for (int64_t q = 0; q < group; ++q) {
           const int64_t position_offset = out_offset + q * os.w;
           const Span sw_q = window_span(g, 2, ow + q);
@@ -1515,7 +1524,7 @@ void forward_channel_lanes(const at::Tensor& input, const at::Tensor& output, co
             }
           }
         }
-        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den);
+        lanes_forward(taps.data(), k, lanes, inv_t, max_x, delta, log_den_out);
         for (int64_t j = 0; j < lanes; ++j) {
           if (finite(max_x[j]) && finite(delta[j]) && finite(log_den[j])) {
             store(j, finish_window<scalar_t>(max_x[j], delta[j], log_den[j], inv_t));

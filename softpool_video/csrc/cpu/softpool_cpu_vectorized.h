@@ -46,7 +46,8 @@ constexpr int64_t kMaxTaps = 1024;
 
 // taps: [num_taps][kLanes]; lanes [0, num_lanes) are used. Writes, per lane, the window max, the
 // weighted mean offset from it and the log of the normaliser (finish_window turns them into the
-// stored output and its statistics).
+// stored output and its statistics). log_denominator may be null (an inference forward: max + delta
+// alone make the output).
 void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_x,
                    float* delta, float* log_denominator);
 
