@@ -19,7 +19,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-
 def _softpool_ops(fn) -> list[str]:
     with RecordOps() as recorder:
         fn()
