@@ -315,3 +315,30 @@ def test_cuda_gradcheck_and_compile():
     assert torch.autograd.gradcheck(lambda t: sv.soft_pool3d(t, (2, 3, 2), (1, 2, 2), (1, 1, 0)), (x,))
     module = sv.SoftPool3d(2)
     torch.testing.assert_close(torch.compile(module, fullgraph=True)(x), module(x))
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_index_near_int32_limit():
+    """2^31 - 2^27 input elements: below INT32_MAX, but within one grid stride (2^20 blocks x 256
+    threads) of it, so a 32-bit grid-stride loop would wrap its index to a negative value that still
+    compares below the total. Such sizes take 64-bit indices; every gradient must be right, the last
+    window's included. k = s = 2 along W: each window's gradient depends on its own two inputs only."""
+    free, _ = torch.cuda.mem_get_info()
+    if free < 24 * 2**30:  # 4 GB input, 2 GB output, 8 GB statistics, 2 + 4 GB gradients
+        pytest.skip(f"needs 24 GB of free GPU memory, {free / 2**30:.1f} GB free")
+    width = 2**31 - 2**27
+    x = torch.randn(1, 1, 1, 1, width, dtype=torch.float16, device="cuda")
+    x[..., -4:] = torch.tensor([1.0, -2.0, 3.0, 0.5], dtype=torch.float16)
+    x.requires_grad_()
+    y = sv.soft_pool3d(x, (1, 1, 2))
+    grad = torch.ones_like(y)
+    (grad_x,) = torch.autograd.grad(y, x, grad)
+    del y, grad
+    tail = x.detach()[..., -64:].float().cpu().requires_grad_()
+    (grad_tail,) = torch.autograd.grad(sv.soft_pool3d(tail, (1, 1, 2)).sum(), tail)
+    torch.testing.assert_close(grad_x[..., -64:].float().cpu(), grad_tail, rtol=1e-2, atol=1e-2)
+    head = x.detach()[..., :64].float().cpu().requires_grad_()
+    (grad_head,) = torch.autograd.grad(sv.soft_pool3d(head, (1, 1, 2)).sum(), head)
+    torch.testing.assert_close(grad_x[..., :64].float().cpu(), grad_head, rtol=1e-2, atol=1e-2)
+    assert torch.isfinite(grad_x).all()

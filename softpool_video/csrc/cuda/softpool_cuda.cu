@@ -261,22 +261,25 @@ inline int64_t largest_window_taps(const Geometry& g) {
   return taps;
 }
 
-// Whether every flat index and every element offset of these tensors fits in int32.
+// Grids are capped at this many blocks; grid-stride loops cover the rest of a huge tensor.
+constexpr int64_t kMaxGridBlocks = int64_t{1} << 20;
+
+// Whether every flat index and every element offset of these tensors fits in int32, with room for
+// one more grid stride: the loops' last `i += stride` must not wrap past INT32_MAX to a negative
+// index that still compares below the total.
 inline bool fits_int32(std::initializer_list<const at::Tensor*> tensors) {
+  constexpr int64_t limit = std::numeric_limits<int32_t>::max() - kMaxGridBlocks * kThreads;
   for (const at::Tensor* t : tensors) {
     int64_t span = 1;
     for (int64_t d = 0; d < t->dim(); ++d) span += (t->size(d) - 1) * t->stride(d);
-    if (t->numel() >= std::numeric_limits<int32_t>::max() || span >= std::numeric_limits<int32_t>::max()) {
-      return false;
-    }
+    if (t->numel() >= limit || span >= limit) return false;
   }
   return true;
 }
 
 inline unsigned int grid_for(int64_t total) {
-  // grid-stride loops cover the rest; cap keeps the grid within limits for huge tensors
   const int64_t blocks = (total + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(blocks < (int64_t{1} << 20) ? blocks : (int64_t{1} << 20));
+  return static_cast<unsigned int>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
 }
 
 // The implementations behind the float ops and the tempered ops (temperature a number or (C,) values).
