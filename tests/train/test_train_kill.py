@@ -34,9 +34,19 @@ def _rows(run_dir):
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(handle)]
 
 
+def _checkpoint_identity(path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns  # an atomic replace gives a new file
+
+
 def _kill_during_epoch(command, env, run_dir, epoch: int, delay: float) -> None:
     """Start ``command``; once ``last.pt`` holds ``epoch - 1`` epochs, wait ``delay`` s and SIGKILL the
-    whole process group (the trainer and its DataLoader workers) without warning."""
+    whole process group (the trainer and its DataLoader workers) without warning. An epoch of the
+    tiny run takes ~0.2 s, so on a fast machine the delay could outlast it: the wait ends early, and
+    the kill lands at once, when ``last.pt`` is replaced (epoch ``epoch`` written)."""
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -46,8 +56,11 @@ def _kill_during_epoch(command, env, run_dir, epoch: int, delay: float) -> None:
         while not (last.is_file() and _checkpoint_epoch(last) >= epoch - 1):
             assert process.poll() is None, process.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the run did not reach the epoch in time"
-            time.sleep(0.05)
-        time.sleep(delay)
+            time.sleep(0.01)
+        seen = _checkpoint_identity(last)
+        stop = time.monotonic() + delay
+        while time.monotonic() < stop and _checkpoint_identity(last) == seen:
+            time.sleep(0.002)
         assert process.poll() is None, "the run ended before it could be killed"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
