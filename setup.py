@@ -79,6 +79,21 @@ def _cuda_request() -> str:
     return mode
 
 
+# SOFTPOOL_CPU_TARGET: which x86-64 code the CPU vector loops are compiled as. "clones" (the
+# default) builds AVX-512, AVX2+FMA and baseline clones and picks one when the library loads; one
+# level alone is for CPUs known in advance, and lets the tests run the clones this CPU would not pick.
+CPU_TARGETS = {"clones": None, "x86-64-v4": "X86_64_V4", "x86-64-v3": "X86_64_V3", "x86-64": "BASELINE"}
+
+
+def _cpu_target() -> str:
+    target = os.environ.get("SOFTPOOL_CPU_TARGET", "clones").strip().lower() or "clones"
+    if target not in CPU_TARGETS:
+        raise SystemExit(
+            f"SOFTPOOL_CPU_TARGET must be one of {', '.join(CPU_TARGETS)} or unset, got {target!r}"
+        )
+    return target
+
+
 def _extensions():
     cuda_home = buildinfo.find_cuda_home()
     if cuda_home:
@@ -108,6 +123,9 @@ def _extensions():
     cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math"]  # torch adds the C++ standard
     link_flags = ["-fopenmp"]
     define_macros = [("TORCH_ASSERT_ONLY_METHOD_OPERATORS", None)]
+    cpu_target = _cpu_target()
+    if CPU_TARGETS[cpu_target] is not None:
+        define_macros.append((f"SOFTPOOL_CPU_TARGET_{CPU_TARGETS[cpu_target]}", None))
     if not with_cuda:
         print("softpool_video: building the CPU extension only")
         extension = CppExtension(
@@ -139,6 +157,7 @@ def _extensions():
         "cuda_toolkit_found": cuda_home is not None,
         "cuda_version": buildinfo.nvcc_version(cuda_home) if with_cuda else None,
         "cuda_archs": buildinfo.parse_arch_list(os.environ["TORCH_CUDA_ARCH_LIST"]) if with_cuda else [],
+        "cpu_target": cpu_target,
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
     }

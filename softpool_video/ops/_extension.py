@@ -160,9 +160,11 @@ def extension_info() -> dict:
 
     Keys: ``loaded``; ``cpu``, ``cuda`` (kernels usable now); ``torch_version``, ``torch_cuda_version``
     (the torch it was compiled against), ``cuda_version`` (the CUDA toolkit of its CUDA kernels, None
-    without them), ``cuda_archs`` (their GPU architectures), ``version`` (softpool_video's),
-    ``cxx11_abi``, ``python``, ``path``; ``running_torch_version``; and when it did not load,
-    ``error`` and ``rebuild_command``. Build fields are None for a library built without a record.
+    without them), ``cuda_archs`` (their GPU architectures), ``cpu_target`` (the x86-64 code of the
+    CPU vector loops: ``clones``, or the one level of a ``SOFTPOOL_CPU_TARGET`` build),
+    ``version`` (softpool_video's), ``cxx11_abi``, ``python``, ``path``; ``running_torch_version``;
+    and when it did not load, ``error`` and ``rebuild_command``. Build fields are None for a library
+    built without a record.
     """
     record = BUILD_RECORD or {}
     info = {
@@ -173,6 +175,7 @@ def extension_info() -> dict:
         "torch_cuda_version": record.get("torch_cuda"),
         "cuda_version": record.get("cuda_version"),
         "cuda_archs": record.get("cuda_archs"),
+        "cpu_target": record.get("cpu_target"),
         "version": record.get("softpool_video"),
         "cxx11_abi": record.get("cxx11_abi"),
         "python": record.get("python"),

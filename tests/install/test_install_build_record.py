@@ -87,6 +87,7 @@ def test_extension_info_reports_the_build():
     assert info["version"] == __import__("softpool_video").__version__
     assert info["path"] == str(_library())
     assert info["cuda"] == record["cuda"]
+    assert info["cpu_target"] == record["cpu_target"] == (os.environ.get("SOFTPOOL_CPU_TARGET") or "clones")
     if record["cuda"]:
         # the toolkit release the kernels were compiled with, and the architectures asked for
         home = _buildinfo.find_cuda_home()

@@ -68,8 +68,16 @@ void lanes_backward_runs(const float* const* tap_runs, int64_t num_taps, int64_t
 namespace {
 
 // Function multi-versioning: the loops below are compiled for AVX-512, AVX2+FMA and baseline
-// x86-64, and the best one is picked when the library loads.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// x86-64, and the best one is picked when the library loads. A build with SOFTPOOL_CPU_TARGET
+// (setup.py) compiles one of them alone, e.g. so that the tests run the AVX2 or baseline code on a
+// CPU that would pick AVX-512.
+#if defined(SOFTPOOL_CPU_TARGET_X86_64_V4)
+#define SOFTPOOL_MULTIVERSION __attribute__((target("arch=x86-64-v4")))
+#elif defined(SOFTPOOL_CPU_TARGET_X86_64_V3)
+#define SOFTPOOL_MULTIVERSION __attribute__((target("arch=x86-64-v3")))
+#elif defined(SOFTPOOL_CPU_TARGET_BASELINE)
+#define SOFTPOOL_MULTIVERSION
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SOFTPOOL_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SOFTPOOL_MULTIVERSION
