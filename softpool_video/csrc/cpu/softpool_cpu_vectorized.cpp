@@ -97,32 +97,96 @@ inline uint32_t float_to_bits(float value) {
   return bits;
 }
 
-// 16 float lanes as one value (GCC vector extension: one AVX-512 register, two AVX2 or four SSE
-// registers per clone), so that the accumulators of the lane and reduction loops stay in registers
-// across the taps instead of going through memory once per tap. The helpers are always inlined into
-// their multiversioned callers, so no function passes a 64-byte vector by value across the baseline
-// ABI (GCC's -Wpsabi note does not apply).
+// W float lanes as one value (GCC vector extension), so that the accumulators of the lane and
+// reduction loops stay in registers across the taps instead of going through memory once per tap.
+// W is the width the running CPU has registers for (native_lane_width): GCC splits a wider vector's
+// arithmetic into register-sized pieces but lowers its compares and selects lane by lane, so 64-byte
+// vectors made the AVX2 clone of the stem forward 10x slower than the AVX-512 one (and 2.3x slower
+// than max_pool3d). The helpers are always inlined into their multiversioned callers, so no function
+// passes a vector by value across the baseline ABI (GCC's -Wpsabi note does not apply).
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float Lanes16 __attribute__((vector_size(64)));
-typedef int32_t Lanes16i __attribute__((vector_size(64)));
+template <int W>
+struct LaneVector {
+  typedef float floats __attribute__((vector_size(4 * W)));
+  typedef int32_t ints __attribute__((vector_size(4 * W)));
+};
+template <int W>
+using Floats = typename LaneVector<W>::floats;
+template <int W>
+using Ints = typename LaneVector<W>::ints;
 
-inline __attribute__((always_inline)) Lanes16 load16(const float* p) {
-  Lanes16 v;
+template <int W>
+inline __attribute__((always_inline)) Floats<W> load_lanes(const float* p) {
+  Floats<W> v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-inline __attribute__((always_inline)) void store16(float* p, Lanes16 v) { std::memcpy(p, &v, sizeof(v)); }
+template <typename V>
+inline __attribute__((always_inline)) void store_lanes(float* p, V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
 
-// x in every lane of V (float or Lanes16)
+// {0, 1, ..., W - 1}
+template <int W>
+inline __attribute__((always_inline)) Ints<W> lane_indices() {
+  Ints<W> index;
+  for (int j = 0; j < W; ++j) index[j] = j;
+  return index;
+}
+
+// x in every lane of V (float or Floats<W>)
 template <typename V>
 inline __attribute__((always_inline)) V broadcast(float x) {
   return V{} + x;
 }
 
-// The int32 lanes with the bits of a float value or vector.
-inline __attribute__((always_inline)) int32_t float_bits(float x) { return __builtin_bit_cast(int32_t, x); }
-inline __attribute__((always_inline)) Lanes16i float_bits(Lanes16 x) { return __builtin_bit_cast(Lanes16i, x); }
+// The int32 lanes with the bits of a float value or vector (the int vector type is that of V's
+// comparisons).
+template <typename V>
+inline __attribute__((always_inline)) auto float_bits(V x) {
+  if constexpr (std::is_same_v<V, float>) {
+    return __builtin_bit_cast(int32_t, x);
+  } else {
+    return __builtin_bit_cast(decltype(x < x), x);
+  }
+}
+
+// The lane width the vector loops use on this CPU: 16 with AVX-512 (x86-64-v4), 8 with AVX2+FMA
+// (x86-64-v3), 4 otherwise (SSE2, or NEON and other 128-bit vector units). It matches the clone the
+// loader picks for each SOFTPOOL_MULTIVERSION function, whose body runs the loops of this width (all
+// widths are compiled into every clone, so any width is correct in any clone; only the matching one
+// is fast). A SOFTPOOL_CPU_TARGET build caps it at its one level.
+int detect_native_lane_width() {
+#if defined(SOFTPOOL_CPU_TARGET_BASELINE)
+  return 4;
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  __builtin_cpu_init();
+#if defined(SOFTPOOL_CPU_TARGET_X86_64_V3)
+  return __builtin_cpu_supports("x86-64-v3") ? 8 : 4;
+#else
+  return __builtin_cpu_supports("x86-64-v4") ? 16 : __builtin_cpu_supports("x86-64-v3") ? 8 : 4;
+#endif
+#else
+  return 4;
+#endif
+}
+
+const int kNativeLaneWidth = detect_native_lane_width();
+
+// f(std::integral_constant<int, W>{}) for the native width W: the call sites pass an always_inline
+// lambda, so the loop of that width is compiled into, and runs in, each clone of the caller.
+template <typename F>
+inline __attribute__((always_inline)) decltype(auto) with_native_lane_width(F&& f) {
+  switch (kNativeLaneWidth) {
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    default:
+      return f(std::integral_constant<int, 4>{});
+  }
+}
 
 // exp(x) for x <= 0 (arguments are shifted by the window max), branch-free so loops vectorise, and
 // the mask of the arguments whose weight is kept (not flushed to 0; NaN counts as kept, its NaN
@@ -256,7 +320,7 @@ inline int64_t kernel_taps(const Geometry& g) { return g.kernel[0] * g.kernel[1]
 
 namespace {
 
-// Where the lane loops read tap k of the lanes j0 .. j0 + 15: a tap-major buffer
+// Where the lane loops read tap k of the lanes j0 .. j0 + W - 1: a tap-major buffer
 // (taps[k * kLanes + lane]) or one run per tap (runs[k][lane]: straight from the phase-split rows,
 // without a copy into a buffer; a run may be read up to 15 floats past its last lane, so its
 // storage has that much slack).
@@ -269,44 +333,45 @@ struct TapRuns {
   __attribute__((always_inline)) const float* at(int64_t k, int64_t j0) const { return runs[k] + j0; }
 };
 
-template <typename Taps>
+template <int W, typename Taps>
 __attribute__((always_inline)) inline void lanes_forward_body(Taps taps, int64_t num_taps, int64_t num_lanes,
                                                               float inv_temperature, float* max_out, float* delta,
                                                               float* log_denominator) {
-  // Whole blocks of 16 lanes (short rows use few lanes); lanes past num_lanes are computed from
+  using V = Floats<W>;
+  // Whole blocks of W lanes (short rows use few lanes); lanes past num_lanes are computed from
   // whatever the buffer holds and never stored.
-  const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
+  const int64_t width = std::min<int64_t>(kLanes, (num_lanes + W - 1) / W * W);
   float max_x[kLanes], numerator[kLanes], denominator[kLanes];
-  for (int64_t j0 = 0; j0 < width; j0 += 16) {
-    Lanes16 m = load16(taps.at(0, j0));
+  for (int64_t j0 = 0; j0 < width; j0 += W) {
+    V m = load_lanes<W>(taps.at(0, j0));
     for (int64_t k = 1; k < num_taps; ++k) {
-      const Lanes16 row = load16(taps.at(k, j0));
+      const V row = load_lanes<W>(taps.at(k, j0));
       m = row > m ? row : m;
     }
-    Lanes16 num = broadcast<Lanes16>(0.0f), den = broadcast<Lanes16>(0.0f);
+    V num = broadcast<V>(0.0f), den = broadcast<V>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
-      const Lanes16 d = load16(taps.at(k, j0)) - m;
+      const V d = load_lanes<W>(taps.at(k, j0)) - m;
       const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
       den += weight;
       // as the scalar body: (x - max) cannot overflow, and zero-weight (-inf) taps add nothing
-      num += kept ? weight * d : broadcast<Lanes16>(0.0f);
+      num += kept ? weight * d : broadcast<V>(0.0f);
     }
-    store16(max_x + j0, m);
-    store16(numerator + j0, num);
-    store16(denominator + j0, den);
+    store_lanes(max_x + j0, m);
+    store_lanes(numerator + j0, num);
+    store_lanes(denominator + j0, den);
   }
-  // in whole blocks of 16 (no scalar remainder loop), then the lanes asked for
+  // in whole blocks of W (no scalar remainder loop), then the lanes asked for
   float delta_all[kLanes], log_denominator_all[kLanes];
-  for (int64_t j0 = 0; j0 < width; j0 += 16) {
-    for (int64_t j = j0; j < j0 + 16; ++j) delta_all[j] = numerator[j] / denominator[j];
+  for (int64_t j0 = 0; j0 < width; j0 += W) {
+    for (int64_t j = j0; j < j0 + W; ++j) delta_all[j] = numerator[j] / denominator[j];
   }
   std::copy(max_x, max_x + num_lanes, max_out);
   std::copy(delta_all, delta_all + num_lanes, delta);
   // Inference (log_denominator null) needs only max + delta. A normaliser that is not finite (NaN:
   // a NaN tap) makes delta NaN too, so the callers' finiteness checks still send it to the scalar body.
   if (log_denominator == nullptr) return;
-  for (int64_t j0 = 0; j0 < width; j0 += 16) {
-    for (int64_t j = j0; j < j0 + 16; ++j) log_denominator_all[j] = log_at_least_one(denominator[j]);
+  for (int64_t j0 = 0; j0 < width; j0 += W) {
+    for (int64_t j = j0; j < j0 + W; ++j) log_denominator_all[j] = log_at_least_one(denominator[j]);
   }
   std::copy(log_denominator_all, log_denominator_all + num_lanes, log_denominator);
 }
@@ -316,13 +381,18 @@ __attribute__((always_inline)) inline void lanes_forward_body(Taps taps, int64_t
 SOFTPOOL_MULTIVERSION
 void lanes_forward(const float* taps, int64_t num_taps, int64_t num_lanes, float inv_temperature, float* max_out,
                    float* delta, float* log_denominator) {
-  lanes_forward_body(TapBuffer{taps}, num_taps, num_lanes, inv_temperature, max_out, delta, log_denominator);
+  with_native_lane_width([&](auto w) __attribute__((always_inline)) {
+    lanes_forward_body<w()>(TapBuffer{taps}, num_taps, num_lanes, inv_temperature, max_out, delta, log_denominator);
+  });
 }
 
 SOFTPOOL_MULTIVERSION
 void lanes_forward_runs(const float* const* tap_runs, int64_t num_taps, int64_t num_lanes, float inv_temperature,
                         float* max_out, float* delta, float* log_denominator) {
-  lanes_forward_body(TapRuns{tap_runs}, num_taps, num_lanes, inv_temperature, max_out, delta, log_denominator);
+  with_native_lane_width([&](auto w) __attribute__((always_inline)) {
+    lanes_forward_body<w()>(TapRuns{tap_runs}, num_taps, num_lanes, inv_temperature, max_out, delta,
+                            log_denominator);
+  });
 }
 
 // The shared finish_window<float> for every lane of a float output row, in loops that vectorise
@@ -363,50 +433,53 @@ namespace {
 // reads what the previous ones stored, in the loops' fixed order.
 struct CoefficientBuffer {
   float* coefficients;
-  __attribute__((always_inline)) void put(int64_t k, int64_t j0, Lanes16 value, Lanes16i /*valid*/) const {
-    store16(coefficients + k * kLanes + j0, value);
+  template <typename V, typename VI>
+  __attribute__((always_inline)) void put(int64_t k, int64_t j0, V value, VI /*valid*/) const {
+    store_lanes(coefficients + k * kLanes + j0, value);
   }
 };
 struct AccumulatorRuns {
   float* const* runs;
-  __attribute__((always_inline)) void put(int64_t k, int64_t j0, Lanes16 value, Lanes16i valid) const {
+  template <typename V, typename VI>
+  __attribute__((always_inline)) void put(int64_t k, int64_t j0, V value, VI valid) const {
     // valid lanes are all ones: a bitwise and, which GCC keeps in vector registers (a second
     // vector select on top of the caller's was compiled lane by lane)
-    store16(runs[k] + j0, load16(runs[k] + j0) + __builtin_bit_cast(Lanes16, float_bits(value) & valid));
+    constexpr int W = sizeof(V) / sizeof(float);
+    store_lanes(runs[k] + j0, load_lanes<W>(runs[k] + j0) + __builtin_bit_cast(V, float_bits(value) & valid));
   }
 };
 
 // The loop of lanes_backward; with kVariance it also sums, per lane, s (v - r)^2 over the taps
 // (= Var_s(x) / T^2, so dy/dT = -variance: the shared temperature_derivative_window) from the same
 // weights, so a learned temperature costs no extra exp. Inlined into each multiversioned caller.
-template <bool kVariance, typename Taps, typename Sink>
+template <int W, bool kVariance, typename Taps, typename Sink>
 __attribute__((always_inline)) inline void lanes_backward_body(Taps taps, int64_t num_taps, int64_t num_lanes,
                                                                const float* y, const float* log_weight_offset,
                                                                const float* output_residual, const float* grad_y,
                                                                float inv_temperature, Sink sink, float* variance) {
-  // whole blocks of 16 lanes, each window's y, statistics and g loaded once for all its taps;
+  using V = Floats<W>;
+  // whole blocks of W lanes, each window's y, statistics and g loaded once for all its taps;
   // lanes past num_lanes are never scattered from the coefficients and add 0 to accumulator runs
-  const int64_t width = std::min<int64_t>(kLanes, (num_lanes + 15) / 16 * 16);
+  const int64_t width = std::min<int64_t>(kLanes, (num_lanes + W - 1) / W * W);
   float acc[kLanes];
-  Lanes16i lane_index;
-  for (int j = 0; j < 16; ++j) lane_index[j] = j;
-  for (int64_t j0 = 0; j0 < width; j0 += 16) {
-    const Lanes16 y16 = load16(y + j0), offset16 = load16(log_weight_offset + j0);
-    const Lanes16 residual16 = load16(output_residual + j0), grad16 = load16(grad_y + j0);
-    const Lanes16i valid = lane_index < static_cast<int32_t>(num_lanes - j0);
-    Lanes16 variance16 = broadcast<Lanes16>(0.0f);
+  const Ints<W> lane_index = lane_indices<W>();
+  for (int64_t j0 = 0; j0 < width; j0 += W) {
+    const V y_lanes = load_lanes<W>(y + j0), offset_lanes = load_lanes<W>(log_weight_offset + j0);
+    const V residual_lanes = load_lanes<W>(output_residual + j0), grad_lanes = load_lanes<W>(grad_y + j0);
+    const Ints<W> valid = lane_index < static_cast<int32_t>(num_lanes - j0);
+    V variance_lanes = broadcast<V>(0.0f);
     for (int64_t k = 0; k < num_taps; ++k) {
-      const Lanes16 v = (load16(taps.at(k, j0)) - y16) * inv_temperature;
-      const Lanes16 weight = exp_nonpositive(v + offset16);
-      const Lanes16 value = grad16 * weight * (1.0f + v - residual16);
+      const V v = (load_lanes<W>(taps.at(k, j0)) - y_lanes) * inv_temperature;
+      const V weight = exp_nonpositive(v + offset_lanes);
+      const V value = grad_lanes * weight * (1.0f + v - residual_lanes);
       // as window_gradient: zero-weight inputs receive 0
-      sink.put(k, j0, weight > 0.0f ? value : broadcast<Lanes16>(0.0f), valid);
+      sink.put(k, j0, weight > 0.0f ? value : broadcast<V>(0.0f), valid);
       if constexpr (kVariance) {
-        const Lanes16 d = v - residual16;
-        variance16 += weight > 0.0f ? weight * d * d : broadcast<Lanes16>(0.0f);  // as temperature_derivative_term
+        const V d = v - residual_lanes;
+        variance_lanes += weight > 0.0f ? weight * d * d : broadcast<V>(0.0f);  // as temperature_derivative_term
       }
     }
-    store16(acc + j0, variance16);
+    store_lanes(acc + j0, variance_lanes);
   }
   if constexpr (kVariance) {
     for (int64_t j = 0; j < num_lanes; ++j) variance[j] = acc[j];
@@ -419,8 +492,10 @@ SOFTPOOL_MULTIVERSION
 void lanes_backward(const float* taps, int64_t num_taps, int64_t num_lanes, const float* y,
                     const float* log_weight_offset, const float* output_residual, const float* grad_y,
                     float inv_temperature, float* coefficients) {
-  lanes_backward_body<false>(TapBuffer{taps}, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
-                             inv_temperature, CoefficientBuffer{coefficients}, nullptr);
+  with_native_lane_width([&](auto w) __attribute__((always_inline)) {
+    lanes_backward_body<w(), false>(TapBuffer{taps}, num_taps, num_lanes, y, log_weight_offset, output_residual,
+                                    grad_y, inv_temperature, CoefficientBuffer{coefficients}, nullptr);
+  });
 }
 
 SOFTPOOL_MULTIVERSION
@@ -428,8 +503,10 @@ void lanes_backward_with_variance(const float* taps, int64_t num_taps, int64_t n
                                   const float* log_weight_offset, const float* output_residual,
                                   const float* grad_y, float inv_temperature, float* coefficients,
                                   float* variance) {
-  lanes_backward_body<true>(TapBuffer{taps}, num_taps, num_lanes, y, log_weight_offset, output_residual, grad_y,
-                            inv_temperature, CoefficientBuffer{coefficients}, variance);
+  with_native_lane_width([&](auto w) __attribute__((always_inline)) {
+    lanes_backward_body<w(), true>(TapBuffer{taps}, num_taps, num_lanes, y, log_weight_offset, output_residual,
+                                   grad_y, inv_temperature, CoefficientBuffer{coefficients}, variance);
+  });
 }
 
 // The fused form for windows with finite output and statistics (lanes_finite): taps read from
@@ -438,13 +515,16 @@ SOFTPOOL_MULTIVERSION
 void lanes_backward_runs(const float* const* tap_runs, int64_t num_taps, int64_t num_lanes, const float* y,
                          const float* log_weight_offset, const float* output_residual, const float* grad_y,
                          float inv_temperature, float* const* gradient_runs, float* variance) {
-  if (variance != nullptr) {
-    lanes_backward_body<true>(TapRuns{tap_runs}, num_taps, num_lanes, y, log_weight_offset, output_residual,
-                              grad_y, inv_temperature, AccumulatorRuns{gradient_runs}, variance);
-  } else {
-    lanes_backward_body<false>(TapRuns{tap_runs}, num_taps, num_lanes, y, log_weight_offset, output_residual,
-                               grad_y, inv_temperature, AccumulatorRuns{gradient_runs}, nullptr);
-  }
+  with_native_lane_width([&](auto w) __attribute__((always_inline)) {
+    if (variance != nullptr) {
+      lanes_backward_body<w(), true>(TapRuns{tap_runs}, num_taps, num_lanes, y, log_weight_offset, output_residual,
+                                     grad_y, inv_temperature, AccumulatorRuns{gradient_runs}, variance);
+    } else {
+      lanes_backward_body<w(), false>(TapRuns{tap_runs}, num_taps, num_lanes, y, log_weight_offset,
+                                      output_residual, grad_y, inv_temperature, AccumulatorRuns{gradient_runs},
+                                      nullptr);
+    }
+  });
 }
 
 // dst[j] = src[j * step], dst[j * step] = src[j] and dst[j * step] += src[j] for j < n. Constant
@@ -741,81 +821,120 @@ void accumulate_windows(const float* x, const float* const* y, const float* cons
 }
 
 // Reductions over one contiguous segment of a window, for the window-reduction plan. Sixteen
-// independent accumulators (one vector) keep the loops vectorisable without reassociating a single
-// float sum; the order of the additions is fixed, so results are reproducible.
+// independent accumulators (kReductionWidth floats: one AVX-512 vector, two AVX2 ones, four of
+// 128 bits) keep the loops vectorisable without reassociating a single float sum; the order of the
+// additions is fixed for a lane width, so results are reproducible on a machine.
 constexpr int64_t kReductionWidth = 16;
 
-// The sum and the max of a vector's lanes by halving (a fixed tree, so still reproducible): four
-// dependent steps instead of sixteen, and in registers (a loop over the lanes into a result behind
-// a pointer went through memory once per lane, a quarter of a head window's time).
-typedef float Lanes8 __attribute__((vector_size(32)));
-typedef float Lanes4 __attribute__((vector_size(16)));
+// The sum and the max of a vector's lanes by halving (a fixed tree, so still reproducible): log2(W)
+// dependent steps instead of W, and in registers (a loop over the lanes into a result behind a
+// pointer went through memory once per lane, a quarter of a head window's time).
+inline __attribute__((always_inline)) float sum_lanes(Floats<4> v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
-inline __attribute__((always_inline)) float sum_lanes(Lanes16 v) {
-  const Lanes8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-                   __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  const Lanes4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-  return (b[0] + b[2]) + (b[1] + b[3]);
+inline __attribute__((always_inline)) float sum_lanes(Floats<8> v) {
+  return sum_lanes(Floats<4>(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7)));
+}
+
+inline __attribute__((always_inline)) float sum_lanes(Floats<16> v) {
+  return sum_lanes(Floats<8>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                             __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)));
 }
 
 // as the loops' `x > m ? x : m`: a NaN lane is never picked
-inline __attribute__((always_inline)) float max_lanes(Lanes16 v) {
-  const Lanes8 high = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  const Lanes8 low = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
-  const Lanes8 a = high > low ? high : low;
-  const Lanes4 a_high = __builtin_shufflevector(a, a, 4, 5, 6, 7), a_low = __builtin_shufflevector(a, a, 0, 1, 2, 3);
-  const Lanes4 b = a_high > a_low ? a_high : a_low;
-  const float c0 = b[2] > b[0] ? b[2] : b[0], c1 = b[3] > b[1] ? b[3] : b[1];
+inline __attribute__((always_inline)) float max_lanes(Floats<4> v) {
+  const float c0 = v[2] > v[0] ? v[2] : v[0], c1 = v[3] > v[1] ? v[3] : v[1];
   return c1 > c0 ? c1 : c0;
+}
+
+inline __attribute__((always_inline)) float max_lanes(Floats<8> v) {
+  const Floats<4> high = __builtin_shufflevector(v, v, 4, 5, 6, 7), low = __builtin_shufflevector(v, v, 0, 1, 2, 3);
+  return max_lanes(Floats<4>(high > low ? high : low));
+}
+
+inline __attribute__((always_inline)) float max_lanes(Floats<16> v) {
+  const Floats<8> high = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const Floats<8> low = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+  return max_lanes(Floats<8>(high > low ? high : low));
+}
+
+// Each block of kReductionWidth floats is kReductionWidth / W vectors of the native width W, each
+// with its own accumulator; the accumulators are combined lane by lane at the end.
+template <int W>
+inline __attribute__((always_inline)) float segment_max_body(const float* x, int64_t n, float max_x) {
+  using V = Floats<W>;
+  constexpr int kParts = kReductionWidth / W;
+  V m[kParts];
+  for (int p = 0; p < kParts; ++p) m[p] = broadcast<V>(max_x);
+  const auto max_block = [&](const float* block) __attribute__((always_inline)) {
+    for (int p = 0; p < kParts; ++p) {
+      const V part = load_lanes<W>(block + p * W);
+      m[p] = part > m[p] ? part : m[p];
+    }
+  };
+  int64_t i = 0;
+  for (; i + kReductionWidth <= n; i += kReductionWidth) max_block(x + i);
+  if (i < n && n >= kReductionWidth) {
+    // the tail as the segment's last full block: max is idempotent, so re-reading lanes is harmless
+    max_block(x + n - kReductionWidth);
+    i = n;
+  }
+  for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
+  for (int p = 1; p < kParts; ++p) m[0] = m[p] > m[0] ? m[p] : m[0];
+  const float lanes_max = max_lanes(m[0]);
+  return lanes_max > max_x ? lanes_max : max_x;
+}
+
+template <int W>
+inline __attribute__((always_inline)) void segment_weight_sums_body(const float* x, int64_t n, float max_x,
+                                                                    float inv_temperature, float* denominator,
+                                                                    float* numerator) {
+  using V = Floats<W>;
+  constexpr int kParts = kReductionWidth / W;
+  V den[kParts], num[kParts];
+  for (int p = 0; p < kParts; ++p) den[p] = num[p] = broadcast<V>(0.0f);
+  const auto add_part = [&](int p, V d) __attribute__((always_inline)) {
+    const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
+    den[p] += weight;
+    num[p] += kept ? weight * d : broadcast<V>(0.0f);
+  };
+  int64_t i = 0;
+  for (; i + kReductionWidth <= n; i += kReductionWidth) {
+    for (int p = 0; p < kParts; ++p) add_part(p, load_lanes<W>(x + i + p * W) - max_x);
+  }
+  if (i < n) {
+    // The tail: -inf in the lanes past it, whose weight is exactly 0. A segment of at least one
+    // block re-reads its last full block with the lanes already summed set to -inf (no scalar
+    // copy, whose store-to-load forwarding stall cost as much as two blocks).
+    const V negative_infinity = broadcast<V>(-kFloatInfinity);
+    if (n >= kReductionWidth) {
+      const int32_t already_summed = static_cast<int32_t>(i + kReductionWidth - n);
+      for (int p = 0; p < kParts; ++p) {
+        const V d = load_lanes<W>(x + n - kReductionWidth + p * W) - max_x;
+        add_part(p, lane_indices<W>() + p * W < already_summed ? negative_infinity : d);
+      }
+    } else {
+      float tail[kReductionWidth];
+      for (int64_t j = 0; j < kReductionWidth; ++j) tail[j] = j < n ? x[j] : -kFloatInfinity;
+      for (int p = 0; p < kParts; ++p) add_part(p, load_lanes<W>(tail + p * W) - max_x);
+    }
+  }
+  for (int p = 1; p < kParts; ++p) den[0] += den[p], num[0] += num[p];
+  *denominator += sum_lanes(den[0]);
+  *numerator += sum_lanes(num[0]);
 }
 
 SOFTPOOL_MULTIVERSION
 float segment_max(const float* x, int64_t n, float max_x) {
-  Lanes16 m = broadcast<Lanes16>(max_x);
-  int64_t i = 0;
-  for (; i + kReductionWidth <= n; i += kReductionWidth) {
-    const Lanes16 block = load16(x + i);
-    m = block > m ? block : m;
-  }
-  if (i < n && n >= kReductionWidth) {
-    // the tail as the segment's last full block: max is idempotent, so re-reading lanes is harmless
-    const Lanes16 block = load16(x + n - kReductionWidth);
-    m = block > m ? block : m;
-    i = n;
-  }
-  for (; i < n; ++i) max_x = x[i] > max_x ? x[i] : max_x;
-  const float lanes_max = max_lanes(m);
-  return lanes_max > max_x ? lanes_max : max_x;
+  return with_native_lane_width(
+      [&](auto w) __attribute__((always_inline)) { return segment_max_body<w()>(x, n, max_x); });
 }
 
 SOFTPOOL_MULTIVERSION
 void segment_weight_sums(const float* x, int64_t n, float max_x, float inv_temperature, float* denominator,
                          float* numerator) {
-  Lanes16 den = broadcast<Lanes16>(0.0f), num = broadcast<Lanes16>(0.0f);
-  const auto add_block = [&](Lanes16 d) __attribute__((always_inline)) {
-    const auto [weight, kept] = exp_nonpositive_kept<false>(d * inv_temperature);  // d <= 0
-    den += weight;
-    num += kept ? weight * d : broadcast<Lanes16>(0.0f);
-  };
-  int64_t i = 0;
-  for (; i + kReductionWidth <= n; i += kReductionWidth) add_block(load16(x + i) - max_x);
-  if (i < n) {
-    // The tail: -inf in the lanes past it, whose weight is exactly 0. A segment of at least one
-    // block re-reads its last full block with the lanes already summed set to -inf (no scalar
-    // copy, whose store-to-load forwarding stall cost as much as two blocks).
-    const Lanes16 negative_infinity = broadcast<Lanes16>(-kFloatInfinity);
-    if (n >= kReductionWidth) {
-      const Lanes16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-      const Lanes16 d = load16(x + n - kReductionWidth) - max_x;
-      add_block(lane < static_cast<int32_t>(i + kReductionWidth - n) ? negative_infinity : d);
-    } else {
-      float tail[kReductionWidth];
-      for (int64_t j = 0; j < kReductionWidth; ++j) tail[j] = j < n ? x[j] : -kFloatInfinity;
-      add_block(load16(tail) - max_x);
-    }
-  }
-  *denominator += sum_lanes(den);
-  *numerator += sum_lanes(num);
+  with_native_lane_width([&](auto w) __attribute__((always_inline)) {
+    segment_weight_sums_body<w()>(x, n, max_x, inv_temperature, denominator, numerator);
+  });
 }
 
 SOFTPOOL_MULTIVERSION
@@ -868,8 +987,8 @@ namespace {
 // A position is a block of `block` consecutive floats: 1 for NCTHW rows, C for channels_last_3d
 // rows, whose positions hold all channels side by side (lane = position * C + channel).
 // Floats past the end of a phase-split row or accumulator that the lane loops may touch when
-// reading a tap run (TapRuns) or adding to one (AccumulatorRuns): a block of 16 lanes at most
-// 15 past the last used lane.
+// reading a tap run (TapRuns) or adding to one (AccumulatorRuns): a block of at most 16 lanes at
+// most 15 past the last used lane.
 constexpr int64_t kRunSlack = 16;
 
 struct PhasedRow {
@@ -1353,7 +1472,8 @@ void backward_rows(const at::Tensor& grad_output, const at::Tensor& input, const
                 gather_lanes(gy + o * block, grad_row + (ow0 + o) * grad_w, block, grad_c);
               }
             }
-            // the lane loops run whole blocks of 16: the lanes up to the block's end get defined values
+            // the lane loops run whole blocks of 16 lanes or fewer (a divisor of 16): the lanes up to
+            // the next multiple of 16 get defined values
             for (int64_t j = lanes; j < (lanes + 15) / 16 * 16; ++j) y[j] = off[j] = res[j] = gy[j] = 0.0f;
             float variance[kLanes];  // for g * dy/dT of each window, from the same weights
             float* const variance_out = grad_temperature != nullptr ? variance : nullptr;

@@ -9,8 +9,9 @@
 //     lanes too) and split into its stride phases (PhasedRow), so a tap of 64 lanes is a
 //     contiguous run; NCTHW rows without padding gather straight from the input. The taps go into a
 //     tap-major float buffer taps[k * kLanes + lane] and two loops over it (lanes_forward /
-//     lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64; 16 lanes at a time held in
-//     vector values, so the accumulators stay in registers across the taps) compute the windows
+//     lanes_backward, compiled for AVX-512, AVX2 and baseline x86-64; 16, 8 or 4 lanes at a time,
+//     the width of the CPU's registers, held in vector values, so the accumulators stay in
+//     registers across the taps) compute the windows
 //     with a polynomial exp/log. Backward is a deterministic scatter: each task owns whole planes
 //     (n, c) or (n), or one output T-slice of them when windows along T are disjoint, and adds
 //     every window's contribution in a fixed order (into grad_input directly for unpadded float
