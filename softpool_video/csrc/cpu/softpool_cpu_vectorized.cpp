@@ -99,7 +99,7 @@ inline uint32_t float_to_bits(float value) {
 
 // W float lanes as one value (GCC vector extension), so that the accumulators of the lane and
 // reduction loops stay in registers across the taps instead of going through memory once per tap.
-// W is the width the running CPU has registers for (native_lane_width): GCC splits a wider vector's
+// W is the width the running CPU has registers for (kNativeLaneWidth): GCC splits a wider vector's
 // arithmetic into register-sized pieces but lowers its compares and selects lane by lane, so 64-byte
 // vectors made the AVX2 clone of the stem forward 10x slower than the AVX-512 one (and 2.3x slower
 // than max_pool3d). The helpers are always inlined into their multiversioned callers, so no function
