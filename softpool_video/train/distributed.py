@@ -104,6 +104,7 @@ def init_distributed(accelerator: str = "auto", timeout_minutes: float = 30.0) -
     if dist.is_initialized():
         backend = dist.get_backend()
     else:
+        _import_dynamo_before_the_process_group()
         kwargs = {"device_id": device} if use_cuda else {}
         dist.init_process_group(
             backend=backend,
@@ -115,6 +116,18 @@ def init_distributed(accelerator: str = "auto", timeout_minutes: float = 30.0) -
     return DistributedContext(
         rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend
     )
+
+
+def _import_dynamo_before_the_process_group() -> None:
+    """Import ``torch._dynamo`` now, before the process group exists.
+
+    DistributedDataParallel imports it on first use. Imported while a process group exists, it keeps
+    10 references to that group for good (torch 2.14), so ``destroy_process_group`` cannot free it:
+    gloo's threads then run on into interpreter shutdown, where a rank now and then dies of
+    SIGABRT ("terminate called without an active exception") after its run has finished.
+    Imported first, it holds none, and ``destroy_process_group`` joins the threads.
+    """
+    import torch._dynamo  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -111,8 +111,11 @@ def test_torchrun_trains_then_tests_with_one_process_group(
     processes, synthetic_root, tiny_overrides, subprocess_env, tmp_path
 ):
     """test=true under torchrun: the test evaluation reuses the training's process group (a second
-    rendezvous fails with "connection refused" or hangs), in the precision the config gives the CPU."""
+    rendezvous fails with "connection refused" or hangs), in the precision the config gives the CPU.
+    At exit no rank still runs gloo's threads: the session freed the process group (a group kept
+    alive into interpreter shutdown now and then killed a rank with SIGABRT after the run)."""
     run_dir = tmp_path / "run"
+    threads_dir = tmp_path / "threads_at_exit"
     overrides = [
         o
         for o in tiny_overrides(
@@ -126,6 +129,8 @@ def test_torchrun_trains_then_tests_with_one_process_group(
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={processes}",
+        str(Path(__file__).with_name("threads_at_exit.py")),
+        str(threads_dir),
         "-m",
         "softpool_video.train.cli",
         *overrides,
@@ -143,3 +148,6 @@ def test_torchrun_trains_then_tests_with_one_process_group(
     assert summary["settings"]["precision"] == "fp32" and summary["settings"]["world_size"] == processes
     assert summary["num_videos"] == 8 and summary["settings"]["split"] == "test"
     assert f"evaluating {run_dir / 'checkpoints' / 'last.pt'} (epoch 1" in done.stderr
+    for rank in range(processes):
+        threads = (threads_dir / f"rank{rank}.txt").read_text().split()
+        assert threads and not [t for t in threads if "gloo" in t], (rank, threads)
