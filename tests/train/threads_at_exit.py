@@ -6,6 +6,7 @@ running (the process group was not freed), where a rank can die of SIGABRT after
 """
 
 import atexit
+import contextlib
 import os
 import runpy
 import sys
@@ -15,10 +16,8 @@ from pathlib import Path
 def _write_thread_names(out_dir: Path) -> None:
     names = []
     for comm in sorted(Path("/proc/self/task").glob("*/comm")):
-        try:
+        with contextlib.suppress(OSError):  # the thread ended while we listed them
             names.append(comm.read_text().strip())
-        except OSError:  # the thread ended while we listed them
-            pass
     (out_dir / f"rank{os.environ.get('RANK', '0')}.txt").write_text("\n".join(names) + "\n")
 
 
